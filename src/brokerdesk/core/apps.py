@@ -1,0 +1,11 @@
+"""Django app configuration for core."""
+
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    """The core app."""
+
+    name = "brokerdesk.core"
+    label = "core"
+    verbose_name = "Core"

@@ -1,0 +1,5 @@
+"""The ledger's API router."""
+
+from ninja import Router
+
+router = Router(tags=["ledger"])
