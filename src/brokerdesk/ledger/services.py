@@ -1,0 +1,937 @@
+"""ledger commands: the only code that writes ledger tables.
+
+Every command is idempotent (its ``idempotency_key`` is unique; the same key with the same
+request returns the first result with ``replayed=True``, with another request it raises
+``IdempotencyConflict``), atomic (all of it or none of it, linked chains included) and
+recorded (actor and reason on the transfer; operator corrections in the audit log too).
+
+All writes go through one batch engine, ``post_batch``: it validates each request, locks the
+accounts of the whole batch in primary-key order (``SELECT … FOR UPDATE``; SQLite serialises
+writers), checks idempotency keys after locking, applies the deltas in memory with the flag
+checks, then inserts transfers, entries and outbox events and updates balances in one
+transaction. A single command is a batch of one; group commit (``grouping.GroupCommitter``)
+feeds it many.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+from django.db import IntegrityError, transaction
+
+from brokerdesk.core import audit, clock
+from brokerdesk.core.errors import DomainError, ValidationError
+from brokerdesk.core.events import outbox_row
+from brokerdesk.core.ids import new_id
+from brokerdesk.core.metrics import IDEMPOTENT_REPLAYS
+from brokerdesk.core.models import OutboxEvent
+from brokerdesk.core.money import MAX_MINOR_UNITS, get_currency
+from brokerdesk.ledger import errors
+from brokerdesk.ledger.events import TransferPosted
+from brokerdesk.ledger.models import (
+    Bucket,
+    Entry,
+    LedgerAccount,
+    OwnerType,
+    Phase,
+    Side,
+    Transfer,
+)
+
+SideCode = Literal["D", "C"]
+ResolveAction = Literal["post", "void", "expire"]
+_RESOLVE_PHASE = {
+    "post": Phase.POST_PENDING,
+    "void": Phase.VOID_PENDING,
+    "expire": Phase.EXPIRE_PENDING,
+}
+_CLIENT_BUCKETS_NO_NEGATIVE = {Bucket.CASH, Bucket.BONUS, Bucket.LOCKED, Bucket.PENDING}
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One side of a transfer on one account."""
+
+    account_id: UUID
+    side: SideCode
+    amount: int
+
+
+def debit(account_id: UUID, amount: int) -> Leg:
+    """A debit leg."""
+    return Leg(account_id, "D", amount)
+
+
+def credit(account_id: UUID, amount: int) -> Leg:
+    """A credit leg."""
+    return Leg(account_id, "C", amount)
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """Move money between accounts of one currency; ``pending`` reserves instead of posting."""
+
+    idempotency_key: str
+    kind: str
+    currency: str
+    legs: tuple[Leg, ...]
+    pending: bool = False
+    timeout: timedelta | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    actor: str = "system"
+    reason: str = ""
+    reverses: UUID | None = None
+
+    def fingerprint(self) -> str:
+        """A hash of everything that makes this request what it is (not who sent it)."""
+        return _hash_json(
+            {
+                "kind": self.kind,
+                "currency": self.currency,
+                "legs": [[str(leg.account_id), leg.side, leg.amount] for leg in self.legs],
+                "pending": self.pending,
+                "timeout": self.timeout.total_seconds() if self.timeout else None,
+                "metadata": dict(self.metadata),
+                "reason": self.reason,
+                "reverses": str(self.reverses) if self.reverses else None,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ResolveRequest:
+    """Post (possibly a smaller amount), void or expire a pending transfer."""
+
+    idempotency_key: str
+    pending_id: UUID
+    action: ResolveAction
+    amount: int | None = None
+    actor: str = "system"
+    reason: str = ""
+
+    def fingerprint(self) -> str:
+        """A hash of the resolution asked for."""
+        return _hash_json(
+            {"pending": str(self.pending_id), "action": self.action, "amount": self.amount}
+        )
+
+
+Request = TransferRequest | ResolveRequest
+Unit = Sequence[Request]  # one request, or a linked chain that succeeds or fails as one
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """What a posted (or replayed) transfer came to."""
+
+    transfer_id: UUID
+    idempotency_key: str
+    kind: str
+    phase: str
+    currency: str
+    amount: int
+    created_at: datetime
+    replayed: bool = False
+    linked_id: UUID | None = None
+
+
+Outcome = TransferResult | DomainError
+
+
+def _hash_json(data: dict[str, Any]) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------- accounts
+
+
+def open_account(
+    owner_type: str,
+    owner_id: str,
+    currency: str,
+    bucket: str = Bucket.CASH,
+    *,
+    no_negative: bool | None = None,
+    no_positive: bool = False,
+    name: str = "",
+) -> LedgerAccount:
+    """Return the account for (owner, currency, bucket), creating it the first time.
+
+    Client, IB and trading-account buckets default to may-not-go-negative.
+    """
+    spec = get_currency(currency)
+    if owner_type not in OwnerType.values:
+        raise ValidationError(f"Unknown owner type {owner_type!r}.", field="owner_type")
+    if bucket not in Bucket.values:
+        raise ValidationError(f"Unknown bucket {bucket!r}.", field="bucket")
+    if no_negative is None:
+        no_negative = owner_type != OwnerType.SYSTEM and bucket in _CLIENT_BUCKETS_NO_NEGATIVE
+    if no_negative and no_positive:
+        raise ValidationError(
+            "An account cannot be both may-not-go-negative and may-not-go-positive.",
+            field="no_positive",
+        )
+    lookup = {
+        "owner_type": owner_type,
+        "owner_id": str(owner_id),
+        "currency": spec.code,
+        "bucket": bucket,
+    }
+    existing = LedgerAccount.objects.filter(**lookup).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            return LedgerAccount.objects.create(
+                **lookup,
+                no_negative=no_negative,
+                no_positive=no_positive,
+                name=name or f"{owner_type}:{owner_id} {spec.code} {bucket}",
+                created_at=clock.now(),
+            )
+    except IntegrityError:  # created meanwhile by another transaction
+        return LedgerAccount.objects.get(**lookup)
+
+
+SYSTEM_PURPOSES = {
+    "psp_clearing": Bucket.CLEARING,
+    "platform_clearing": Bucket.CLEARING,
+    "bank": Bucket.CLEARING,
+    "fee_income": Bucket.INCOME,
+    "fx": Bucket.FX,
+    "bonus_expense": Bucket.EXPENSE,
+    "ib_commission_expense": Bucket.EXPENSE,
+    "suspense": Bucket.SUSPENSE,
+}
+
+
+def system_account(purpose: str, currency: str, *, qualifier: str = "") -> LedgerAccount:
+    """A system account such as ``psp_clearing`` (qualified by PSP), ``fee_income`` or ``fx``."""
+    if purpose not in SYSTEM_PURPOSES:
+        raise ValidationError(
+            f"Unknown system account purpose {purpose!r}; one of {sorted(SYSTEM_PURPOSES)}.",
+            field="purpose",
+        )
+    owner_id = f"{purpose}:{qualifier}" if qualifier else purpose
+    return open_account(OwnerType.SYSTEM, owner_id, currency, SYSTEM_PURPOSES[purpose])
+
+
+def wallet_account(client_id: str | UUID, currency: str, bucket: str = Bucket.CASH) -> LedgerAccount:
+    """A client's wallet bucket in one currency (may not go negative)."""
+    return open_account(OwnerType.CLIENT, str(client_id), currency, bucket)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def transfer(
+    idempotency_key: str,
+    *,
+    debit_account: UUID,
+    credit_account: UUID,
+    amount: int,
+    currency: str,
+    kind: str,
+    pending: bool = False,
+    timeout: timedelta | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    actor: str = "system",
+    reason: str = "",
+) -> TransferResult:
+    """Move ``amount`` from one account to another (posted, or pending when asked)."""
+    return post_transfer(
+        TransferRequest(
+            idempotency_key=idempotency_key,
+            kind=kind,
+            currency=currency,
+            legs=(debit(debit_account, amount), credit(credit_account, amount)),
+            pending=pending,
+            timeout=timeout,
+            metadata=metadata or {},
+            actor=actor,
+            reason=reason,
+        )
+    )
+
+
+def post_transfer(request: Request) -> TransferResult:
+    """Execute one request; raise its domain error if it fails."""
+    return post_linked([request])[0]
+
+
+def post_linked(requests: Sequence[Request]) -> list[TransferResult]:
+    """Execute requests as one linked chain: all succeed or none is written."""
+    outcomes = post_batch([requests])[0]
+    failure = _first_failure(outcomes)
+    if failure is not None:
+        raise failure
+    return [o for o in outcomes if isinstance(o, TransferResult)]
+
+
+def post_pending(
+    pending_id: UUID,
+    idempotency_key: str,
+    *,
+    amount: int | None = None,
+    actor: str = "system",
+    reason: str = "",
+) -> TransferResult:
+    """Post a pending transfer, in full or (two legs only) for a smaller amount."""
+    return post_transfer(
+        ResolveRequest(idempotency_key, pending_id, "post", amount, actor=actor, reason=reason)
+    )
+
+
+def void_pending(
+    pending_id: UUID, idempotency_key: str, *, actor: str = "system", reason: str = ""
+) -> TransferResult:
+    """Void a pending transfer: its reserved amounts are released."""
+    return post_transfer(
+        ResolveRequest(idempotency_key, pending_id, "void", actor=actor, reason=reason)
+    )
+
+
+def expire_pending_transfers(*, limit: int = 1000) -> int:
+    """Expire pending transfers whose timeout has passed; return how many were expired."""
+    due = list(
+        Transfer.objects.filter(
+            phase=Phase.PENDING, expires_at__lte=clock.now(), resolution__isnull=True
+        )
+        .order_by("expires_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    units = [[ResolveRequest(f"expire:{pid}", pid, "expire", reason="timeout")] for pid in due]
+    outcomes = post_batch(units) if units else []
+    return sum(1 for (o,) in outcomes if isinstance(o, TransferResult) and not o.replayed)
+
+
+def place_hold(
+    idempotency_key: str,
+    *,
+    account: LedgerAccount,
+    amount: int,
+    reason: str,
+    timeout: timedelta | None = None,
+    actor: str = "system",
+) -> TransferResult:
+    """Hold funds: a pending transfer into the owner's locked bucket; void to release."""
+    locked = open_account(account.owner_type, account.owner_id, account.currency, Bucket.LOCKED)
+    return transfer(
+        idempotency_key,
+        debit_account=account.id,
+        credit_account=locked.id,
+        amount=amount,
+        currency=account.currency,
+        kind="hold",
+        pending=True,
+        timeout=timeout,
+        actor=actor,
+        reason=reason,
+    )
+
+
+def reverse(
+    transfer_id: UUID, idempotency_key: str, *, reason: str, actor: str = "system"
+) -> TransferResult:
+    """Post a compensating transfer that mirrors a posted one and links to it."""
+    if not reason.strip():
+        raise ValidationError("A reversal needs a reason.", code="reason_required", field="reason")
+    original = Transfer.objects.filter(id=transfer_id).first()
+    if original is None:
+        raise errors.PendingNotFound(
+            f"No transfer {transfer_id}.", code="transfer_not_found", field="transfer_id"
+        )
+    if original.phase not in (Phase.POSTED, Phase.POST_PENDING):
+        raise ValidationError(
+            f"Only posted transfers can be reversed; this one is {original.phase}.",
+            code="not_reversible",
+            field="transfer_id",
+        )
+    legs = tuple(
+        Leg(e.account_id, "C" if e.side == Side.DEBIT else "D", e.amount)
+        for e in original.entries.order_by("id")
+    )
+    request = TransferRequest(
+        idempotency_key=idempotency_key,
+        kind=f"reversal:{original.kind}",
+        currency=original.currency,
+        legs=legs,
+        metadata={"reverses": str(original.id)},
+        actor=actor,
+        reason=reason,
+        reverses=original.id,
+    )
+    with transaction.atomic():
+        result = post_transfer(request)
+        if not result.replayed:
+            audit.record(
+                actor=actor,
+                action="ledger.reverse",
+                object_type="transfer",
+                object_id=str(original.id),
+                reason=reason,
+                after={"reversal_id": str(result.transfer_id), "amount": original.amount},
+            )
+    return result
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The three linked transfers of an FX conversion and the figures behind them."""
+
+    sold: TransferResult
+    bought: TransferResult
+    fee: TransferResult | None
+    rate: Decimal
+    sell_amount: int
+    gross_buy_amount: int
+    fee_amount: int
+    net_buy_amount: int
+
+
+def convert(
+    idempotency_key: str,
+    *,
+    from_account: LedgerAccount,
+    to_account: LedgerAccount,
+    sell_amount: int,
+    rate: Decimal | str,
+    fee_bps: int = 0,
+    actor: str = "system",
+    reason: str = "",
+) -> Conversion:
+    """Convert between currencies through the FX accounts, with rate and fee explicit.
+
+    ``rate`` is units of the target currency per unit of the source. The bought amount is
+    rounded down and the fee (in the target currency) rounded up, both in the house's favour.
+    """
+    rate = _parse_rate(rate)
+    _check_amount(sell_amount, "sell_amount")
+    if from_account.currency == to_account.currency:
+        raise ValidationError(
+            "A conversion needs two different currencies.", code="same_currency", field="to"
+        )
+    if not 0 <= fee_bps < 10_000:
+        raise ValidationError("fee_bps must be between 0 and 9999.", field="fee_bps")
+    src, dst = get_currency(from_account.currency), get_currency(to_account.currency)
+    gross = int(
+        (Decimal(sell_amount) * rate).scaleb(dst.scale - src.scale).to_integral_value(ROUND_DOWN)
+    )
+    fee = int((Decimal(gross) * fee_bps / 10_000).to_integral_value(ROUND_CEILING))
+    if gross - fee <= 0:
+        raise errors.InvalidAmount(
+            "The amount is too small to convert at this rate.", field="sell_amount"
+        )
+    fx_src = system_account("fx", src.code)
+    fx_dst = system_account("fx", dst.code)
+    meta = {"rate": str(rate), "fee_bps": fee_bps, "pair": f"{src.code}/{dst.code}"}
+    chain: list[Request] = [
+        TransferRequest(
+            f"{idempotency_key}:sell",
+            "fx_sell",
+            src.code,
+            (debit(from_account.id, sell_amount), credit(fx_src.id, sell_amount)),
+            metadata=meta,
+            actor=actor,
+            reason=reason,
+        ),
+        TransferRequest(
+            f"{idempotency_key}:buy",
+            "fx_buy",
+            dst.code,
+            (debit(fx_dst.id, gross), credit(to_account.id, gross)),
+            metadata=meta,
+            actor=actor,
+            reason=reason,
+        ),
+    ]
+    if fee:
+        income = system_account("fee_income", dst.code)
+        chain.append(
+            TransferRequest(
+                f"{idempotency_key}:fee",
+                "fx_fee",
+                dst.code,
+                (debit(to_account.id, fee), credit(income.id, fee)),
+                metadata=meta,
+                actor=actor,
+                reason=reason,
+            )
+        )
+    results = post_linked(chain)
+    return Conversion(
+        sold=results[0],
+        bought=results[1],
+        fee=results[2] if fee else None,
+        rate=rate,
+        sell_amount=sell_amount,
+        gross_buy_amount=gross,
+        fee_amount=fee,
+        net_buy_amount=gross - fee,
+    )
+
+
+def _parse_rate(rate: Decimal | str) -> Decimal:
+    try:
+        value = Decimal(str(rate))
+    except ArithmeticError:
+        raise ValidationError(f"Rate {rate!r} is not a number.", field="rate") from None
+    if not value.is_finite() or value <= 0:
+        raise ValidationError("The rate must be a positive number.", field="rate")
+    return value
+
+
+def _first_failure(outcomes: Iterable[Outcome]) -> DomainError | None:
+    failures = [o for o in outcomes if isinstance(o, DomainError)]
+    primary = [f for f in failures if not isinstance(f, errors.LinkedTransferFailed)]
+    return (primary or failures or [None])[0]
+
+
+# ---------------------------------------------------------------------------- the engine
+
+
+def post_batch(units: Sequence[Unit]) -> list[list[Outcome]]:
+    """Execute many units in one transaction; each gets its own results or errors.
+
+    A unit is one request or a linked chain. Failures are returned, not raised, so one bad
+    request does not hold up the others (group commit relies on this).
+    """
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _Batch(units).run()
+        except IntegrityError:
+            # A concurrent transaction took one of our idempotency keys (or resolved a pending
+            # transfer) between our check and our insert; the retry sees it and replays.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _check_amount(amount: object, field_name: str) -> None:
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        raise errors.InvalidAmount(
+            "Amounts are whole numbers of minor units.", code="not_integer", field=field_name
+        )
+    if amount <= 0:
+        raise errors.InvalidAmount(
+            f"The amount must be positive; got {amount}.", field=field_name
+        )
+    if amount > MAX_MINOR_UNITS:
+        raise errors.InvalidAmount("The amount is too large.", field=field_name)
+
+
+def _validate_transfer(request: TransferRequest) -> None:
+    if not request.idempotency_key or len(request.idempotency_key) > 200:
+        raise ValidationError(
+            "An idempotency key of 1 to 200 characters is required.", field="idempotency_key"
+        )
+    if not request.kind:
+        raise ValidationError("A transfer needs a kind.", field="kind")
+    get_currency(request.currency)
+    if len(request.legs) < 2:
+        raise errors.Unbalanced("A transfer needs at least two legs.", field="legs")
+    debits = credits = 0
+    for index, leg in enumerate(request.legs):
+        _check_amount(leg.amount, f"legs[{index}].amount")
+        if leg.side == "D":
+            debits += leg.amount
+        elif leg.side == "C":
+            credits += leg.amount
+        else:
+            raise ValidationError(f"Side must be D or C; got {leg.side!r}.", field="side")
+    debited = {leg.account_id for leg in request.legs if leg.side == "D"}
+    if debited & {leg.account_id for leg in request.legs if leg.side == "C"}:
+        raise ValidationError(
+            "An account cannot be debited and credited in the same transfer.",
+            code="same_account",
+            field="legs",
+        )
+    if debits != credits:
+        raise errors.Unbalanced(
+            f"Debits ({debits}) and credits ({credits}) differ by {abs(debits - credits)}.",
+            field="legs",
+        )
+    if request.timeout is not None and (not request.pending or request.timeout.total_seconds() <= 0):
+        raise ValidationError(
+            "A timeout applies only to a pending transfer and must be positive.",
+            field="timeout",
+        )
+
+
+def _validate(request: Request) -> None:
+    if isinstance(request, TransferRequest):
+        _validate_transfer(request)
+        return
+    if not request.idempotency_key:
+        raise ValidationError("An idempotency key is required.", field="idempotency_key")
+    if request.action not in _RESOLVE_PHASE:
+        raise ValidationError(f"Unknown action {request.action!r}.", field="action")
+    if request.amount is not None:
+        if request.action != "post":
+            raise ValidationError("Only a post takes an amount.", field="amount")
+        _check_amount(request.amount, "amount")
+
+
+def _entry_hash(prev: str, entry: Entry) -> str:
+    text = (
+        f"{prev}|{entry.transfer_id}|{entry.side}|{entry.amount}|{int(entry.is_pending)}|"
+        f"{entry.balance_after}|{entry.created_at.isoformat()}"
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_COUNTERS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
+_SNAPSHOT_FIELDS = (*_COUNTERS, "entry_count", "last_hash")
+
+
+class _Batch:
+    """One pass of the engine over a list of units, inside the caller's transaction."""
+
+    def __init__(self, units: Sequence[Unit]) -> None:
+        self.units = [list(unit) for unit in units]
+        self.outcomes: list[list[Outcome | None]] = [[None] * len(u) for u in self.units]
+        self.now = clock.now()
+        self.accounts: dict[UUID, LedgerAccount] = {}
+        self.pendings: dict[UUID, Transfer] = {}
+        self.pending_entries: dict[UUID, list[Entry]] = {}
+        self.resolved: dict[UUID, str] = {}
+        self.reversed: set[UUID] = set()
+        self.existing: dict[str, Transfer] = {}
+        self.new_transfers: list[Transfer] = []
+        self.new_entries: list[Entry] = []
+        self.done_in_batch: dict[str, tuple[str, TransferResult]] = {}
+        self.touched: set[UUID] = set()
+        self.linked_id: UUID | None = None
+
+    # -- phases
+
+    def run(self) -> list[list[Outcome]]:
+        live = [i for i in range(len(self.units)) if self._validate_unit(i)]
+        self._load_pendings(live)
+        self._lock_accounts(live)
+        self.now = clock.now()  # after the locks, so entry times follow commit order
+        self._load_existing(live)
+        for i in live:
+            self._apply_unit(i)
+        self._write()
+        return [[o for o in unit if o is not None] for unit in self.outcomes]
+
+    def _fail_unit(self, i: int, j: int, error: DomainError) -> None:
+        for k in range(len(self.units[i])):
+            self.outcomes[i][k] = (
+                error
+                if k == j
+                else errors.LinkedTransferFailed(
+                    f"Not posted: linked request {j + 1} failed ({error.code}).",
+                    field=f"linked[{j}]",
+                )
+            )
+
+    def _validate_unit(self, i: int) -> bool:
+        for j, request in enumerate(self.units[i]):
+            try:
+                _validate(request)
+            except DomainError as exc:
+                self._fail_unit(i, j, exc)
+                return False
+        return True
+
+    def _load_pendings(self, live: list[int]) -> None:
+        ids = {r.pending_id for i in live for r in self.units[i] if isinstance(r, ResolveRequest)}
+        if not ids:
+            return
+        self.pendings = {t.id: t for t in Transfer.objects.filter(id__in=ids)}
+        for entry in Entry.objects.filter(transfer_id__in=ids).order_by("id"):
+            self.pending_entries.setdefault(entry.transfer_id, []).append(entry)
+
+    def _account_ids(self, request: Request) -> list[UUID]:
+        if isinstance(request, TransferRequest):
+            return [leg.account_id for leg in request.legs]
+        return [e.account_id for e in self.pending_entries.get(request.pending_id, [])]
+
+    def _lock_accounts(self, live: list[int]) -> None:
+        ids = sorted({a for i in live for r in self.units[i] for a in self._account_ids(r)})
+        if ids:
+            locked = LedgerAccount.objects.select_for_update().filter(id__in=ids).order_by("id")
+            self.accounts = {a.id: a for a in locked}
+
+    def _load_existing(self, live: list[int]) -> None:
+        """Read idempotency keys, resolutions and reversals after locking (so we see winners)."""
+        requests = [r for i in live for r in self.units[i]]
+        keys = {r.idempotency_key for r in requests}
+        self.existing = {t.idempotency_key: t for t in Transfer.objects.filter(idempotency_key__in=keys)}
+        pending_ids = {r.pending_id for r in requests if isinstance(r, ResolveRequest)}
+        if pending_ids:
+            self.resolved = dict(
+                Transfer.objects.filter(pending_id__in=pending_ids).values_list("pending_id", "phase")
+            )
+        reversal_of = {r.reverses for r in requests if isinstance(r, TransferRequest) and r.reverses}
+        if reversal_of:
+            self.reversed = set(
+                Transfer.objects.filter(reverses_id__in=reversal_of).values_list(
+                    "reverses_id", flat=True
+                )
+            )
+
+    # -- applying one unit in memory
+
+    def _apply_unit(self, i: int) -> None:
+        marks = (len(self.new_transfers), len(self.new_entries))
+        self.linked_id = new_id() if len(self.units[i]) > 1 else None
+        snapshot: dict[UUID, tuple[Any, ...]] = {}
+        resolved_before, reversed_before = dict(self.resolved), set(self.reversed)
+        done_before = dict(self.done_in_batch)
+        for j, request in enumerate(self.units[i]):
+            for account_id in self._account_ids(request):
+                account = self.accounts.get(account_id)
+                if account is not None and account_id not in snapshot:
+                    snapshot[account_id] = tuple(getattr(account, f) for f in _SNAPSHOT_FIELDS)
+            try:
+                self.outcomes[i][j] = self._apply(request)
+            except DomainError as exc:
+                for account_id, values in snapshot.items():
+                    for name, value in zip(_SNAPSHOT_FIELDS, values, strict=True):
+                        setattr(self.accounts[account_id], name, value)
+                del self.new_transfers[marks[0] :]
+                del self.new_entries[marks[1] :]
+                self.resolved, self.reversed = resolved_before, reversed_before
+                self.done_in_batch = done_before
+                self._fail_unit(i, j, exc)
+                return
+
+    def _replay(self, request: Request) -> TransferResult | None:
+        key, fingerprint = request.idempotency_key, request.fingerprint()
+        if key in self.done_in_batch:
+            first_fingerprint, result = self.done_in_batch[key]
+            stored_hash = first_fingerprint
+            found: TransferResult | None = result
+        elif key in self.existing:
+            stored = self.existing[key]
+            stored_hash, found = stored.request_hash, _result(stored)
+        else:
+            return None
+        if stored_hash != fingerprint:
+            raise errors.IdempotencyConflict(
+                f"Idempotency key {key!r} was used for a different request.",
+                field="idempotency_key",
+            )
+        IDEMPOTENT_REPLAYS.labels(kind="ledger_transfer").inc()
+        assert found is not None
+        return TransferResult(**{**found.__dict__, "replayed": True})
+
+    def _apply(self, request: Request) -> TransferResult:
+        replay = self._replay(request)
+        if replay is not None:
+            return replay
+        if isinstance(request, TransferRequest):
+            result = self._apply_transfer(request)
+        else:
+            result = self._apply_resolution(request)
+        self.done_in_batch[request.idempotency_key] = (request.fingerprint(), result)
+        return result
+
+    def _account(self, account_id: UUID, currency: str) -> LedgerAccount:
+        account = self.accounts.get(account_id)
+        if account is None:
+            raise errors.AccountNotFound(f"No ledger account {account_id}.", field="account_id")
+        if account.currency != currency:
+            raise errors.MixedCurrencies(
+                f"Account {account.name} is in {account.currency}, the transfer in {currency}; "
+                "convert through FX instead.",
+                field="currency",
+            )
+        return account
+
+    def _apply_transfer(self, request: TransferRequest) -> TransferResult:
+        currency = get_currency(request.currency).code
+        if request.reverses is not None:
+            if request.reverses in self.reversed:
+                raise errors.AlreadyReversed(
+                    f"Transfer {request.reverses} has already been reversed.",
+                    field="transfer_id",
+                )
+            self.reversed.add(request.reverses)
+        phase = Phase.PENDING if request.pending else Phase.POSTED
+        record = self._new_transfer(
+            request.idempotency_key,
+            request.fingerprint(),
+            request.kind,
+            currency,
+            sum(leg.amount for leg in request.legs if leg.side == "D"),
+            phase,
+            metadata=dict(request.metadata),
+            actor=request.actor,
+            reason=request.reason,
+            reverses_id=request.reverses,
+            expires_at=self.now + request.timeout if request.timeout else None,
+        )
+        for leg in request.legs:
+            account = self._account(leg.account_id, currency)
+            self._move(record, account, leg.side, leg.amount, pending=request.pending)
+        self._check_flags(request.legs, record)
+        return _result(record)
+
+    def _apply_resolution(self, request: ResolveRequest) -> TransferResult:
+        pending = self.pendings.get(request.pending_id)
+        if pending is None or pending.phase != Phase.PENDING:
+            raise errors.PendingNotFound(
+                f"No pending transfer {request.pending_id}.", field="pending_id"
+            )
+        if pending.id in self.resolved:
+            raise errors.PendingResolved(
+                f"Pending transfer {pending.id} was already resolved "
+                f"({self.resolved[pending.id]}).",
+                field="pending_id",
+            )
+        expired = pending.expires_at is not None and pending.expires_at <= self.now
+        if request.action == "expire" and not expired:
+            raise errors.PendingResolved("The pending transfer has not expired yet.")
+        if request.action != "expire" and expired:
+            raise errors.PendingExpired(
+                f"Pending transfer {pending.id} expired at {pending.expires_at:%Y-%m-%d %H:%M:%S}.",
+                field="pending_id",
+            )
+        entries = self.pending_entries.get(pending.id, [])
+        amount = request.amount if request.amount is not None else pending.amount
+        if amount > pending.amount:
+            raise errors.InvalidAmount(
+                f"Cannot post {amount}: the pending transfer reserved {pending.amount}.",
+                field="amount",
+            )
+        if amount != pending.amount and len(entries) != 2:
+            raise errors.InvalidAmount(
+                "A smaller amount can be posted only for a two-leg transfer.", field="amount"
+            )
+        phase = _RESOLVE_PHASE[request.action]
+        self.resolved[pending.id] = phase
+        record = self._new_transfer(
+            request.idempotency_key,
+            request.fingerprint(),
+            pending.kind,
+            pending.currency,
+            amount if request.action == "post" else pending.amount,
+            phase,
+            metadata={**pending.metadata, "pending_id": str(pending.id)},
+            actor=request.actor,
+            reason=request.reason,
+            pending_id=pending.id,
+        )
+        for e in entries:
+            account = self.accounts[e.account_id]
+            counter = "debits_pending" if e.side == Side.DEBIT else "credits_pending"
+            setattr(account, counter, getattr(account, counter) - e.amount)
+            self.touched.add(account.id)
+            if request.action == "post":
+                self._move(record, account, e.side, amount if len(entries) == 2 else e.amount)
+        legs = [Leg(e.account_id, "D" if e.side == Side.DEBIT else "C", e.amount) for e in entries]
+        self._check_flags(legs, record)
+        return _result(record)
+
+    def _new_transfer(
+        self,
+        key: str,
+        fingerprint: str,
+        kind: str,
+        currency: str,
+        amount: int,
+        phase: str,
+        **fields: Any,
+    ) -> Transfer:
+        record = Transfer(
+            id=new_id(),
+            idempotency_key=key,
+            request_hash=fingerprint,
+            kind=kind,
+            currency=currency,
+            amount=amount,
+            phase=phase,
+            created_at=self.now,
+            linked_id=self.linked_id,
+            **fields,
+        )
+        self.new_transfers.append(record)
+        return record
+
+    def _move(
+        self, record: Transfer, account: LedgerAccount, side: str, amount: int, pending: bool = False
+    ) -> None:
+        prefix = "debits" if side == Side.DEBIT else "credits"
+        counter = f"{prefix}_{'pending' if pending else 'posted'}"
+        setattr(account, counter, getattr(account, counter) + amount)
+        entry = Entry(
+            transfer_id=record.id,
+            account_id=account.id,
+            side=side,
+            amount=amount,
+            is_pending=pending,
+            balance_after=None if pending else account.balance,
+            created_at=self.now,
+        )
+        entry.hash = _entry_hash(account.last_hash, entry)
+        account.last_hash = entry.hash
+        account.entry_count += 1
+        self.touched.add(account.id)
+        self.new_entries.append(entry)
+
+    def _check_flags(self, legs: Iterable[Leg], record: Transfer) -> None:
+        needs: dict[UUID, int] = {}
+        for leg in legs:
+            needs[leg.account_id] = needs.get(leg.account_id, 0) + (
+                leg.amount if leg.side == "D" else 0
+            )
+        for account_id, needed in needs.items():
+            a = self.accounts[account_id]
+            if a.no_negative and a.debits_posted + a.debits_pending > a.credits_posted:
+                available = needed - (a.debits_posted + a.debits_pending - a.credits_posted)
+                raise errors.InsufficientFunds(
+                    f"{a.name} has {available} {a.currency} available; "
+                    f"this transfer needs {needed}.",
+                    field="amount",
+                    available=available,
+                    needed=needed,
+                )
+            if a.no_positive and a.credits_posted + a.credits_pending > a.debits_posted:
+                raise errors.LimitExceeded(
+                    f"{a.name} may not go above zero.", field="amount", account=a.id
+                )
+
+    # -- writing
+
+    def _write(self) -> None:
+        if not self.new_transfers:
+            return
+        Transfer.objects.bulk_create(self.new_transfers)
+        Entry.objects.bulk_create(self.new_entries)
+        legs: dict[UUID, list[Entry]] = {}
+        for entry in self.new_entries:
+            legs.setdefault(entry.transfer_id, []).append(entry)
+        OutboxEvent.objects.bulk_create(
+            [outbox_row(TransferPosted.of(t, legs.get(t.id, []))) for t in self.new_transfers]
+        )
+        touched = [self.accounts[a] for a in sorted(self.touched)]
+        LedgerAccount.objects.bulk_update(touched, list(_SNAPSHOT_FIELDS), batch_size=500)
+
+
+def _result(record: Transfer) -> TransferResult:
+    return TransferResult(
+        transfer_id=record.id,
+        idempotency_key=record.idempotency_key,
+        kind=record.kind,
+        phase=str(record.phase),
+        currency=record.currency,
+        amount=record.amount,
+        created_at=record.created_at,
+        linked_id=record.linked_id,
+    )

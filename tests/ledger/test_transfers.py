@@ -1,0 +1,368 @@
+"""Transfers: posting, idempotency, pending transfers, linked chains, reversals, FX, holds,
+and a clear error for every rule."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from brokerdesk.core import clock
+from brokerdesk.core.errors import ValidationError
+from brokerdesk.core.models import OutboxEvent
+from brokerdesk.ledger import errors, queries, services
+from brokerdesk.ledger.models import Entry, Transfer
+from brokerdesk.ledger.services import ResolveRequest, TransferRequest, credit, debit
+
+from .conftest import deposit, unique, withdraw
+
+pytestmark = pytest.mark.django_db
+
+
+def test_deposit_credits_the_wallet_and_debits_psp_clearing(wallet, psp):
+    account = wallet()
+
+    result = deposit(account, 100_000)
+
+    assert result.phase == "posted" and not result.replayed
+    assert queries.balance(account.id).posted == 100_000
+    assert queries.balance(account.id).available == 100_000
+    assert queries.balance(psp().id).posted <= -100_000
+    event = OutboxEvent.objects.get(aggregate_id=str(result.transfer_id))
+    assert event.type == "ledger.transfer_posted"
+    assert event.payload["amount"] == 100_000 and len(event.payload["legs"]) == 2
+
+
+def test_same_key_same_request_returns_the_first_result_and_posts_nothing(wallet):
+    account = wallet()
+    first = deposit(account, 5_000, key="psp:evt_1")
+
+    again = deposit(account, 5_000, key="psp:evt_1")
+
+    assert again.replayed and again.transfer_id == first.transfer_id
+    assert queries.balance(account.id).posted == 5_000
+    assert Transfer.objects.filter(idempotency_key="psp:evt_1").count() == 1
+
+
+def test_same_key_different_request_is_a_conflict(wallet):
+    account = wallet()
+    deposit(account, 5_000, key="psp:evt_2")
+
+    with pytest.raises(errors.IdempotencyConflict) as caught:
+        deposit(account, 6_000, key="psp:evt_2")
+
+    assert caught.value.field == "idempotency_key"
+    assert "different request" in caught.value.message
+    assert queries.balance(account.id).posted == 5_000
+
+
+def test_overdraft_is_refused_with_the_available_amount(wallet):
+    account = wallet()
+    deposit(account, 1_000)
+
+    with pytest.raises(errors.InsufficientFunds) as caught:
+        withdraw(account, 1_001)
+
+    assert "1000 USD available" in caught.value.message and "needs 1001" in caught.value.message
+    assert queries.balance(account.id).posted == 1_000
+
+
+@pytest.mark.parametrize("amount", [0, -5])
+def test_zero_or_negative_amount_is_refused(wallet, psp, amount):
+    with pytest.raises(errors.InvalidAmount) as caught:
+        services.transfer(
+            unique(), debit_account=psp().id, credit_account=wallet().id, amount=amount,
+            currency="USD", kind="deposit",
+        )
+    assert caught.value.field == "legs[0].amount"
+    assert "positive" in caught.value.message
+
+
+def test_float_amount_is_refused(wallet, psp):
+    with pytest.raises(errors.InvalidAmount) as caught:
+        services.transfer(
+            unique(), debit_account=psp().id, credit_account=wallet().id,
+            amount=10.5,  # type: ignore[arg-type]
+            currency="USD", kind="deposit",
+        )
+    assert caught.value.code == "not_integer"
+
+
+def test_unknown_currency_is_refused(wallet, psp):
+    with pytest.raises(ValidationError) as caught:
+        services.transfer(
+            unique(), debit_account=psp().id, credit_account=wallet().id, amount=1,
+            currency="XYZ", kind="deposit",
+        )
+    assert caught.value.code == "unknown_currency" and caught.value.field == "currency"
+
+
+def test_unbalanced_transfer_is_refused_and_nothing_is_written(wallet, psp):
+    before = Transfer.objects.count()
+    request = TransferRequest(
+        unique(), "adjustment", "USD", (debit(psp().id, 100), credit(wallet().id, 90))
+    )
+    with pytest.raises(errors.Unbalanced) as caught:
+        services.post_transfer(request)
+    assert "differ by 10" in caught.value.message
+    assert Transfer.objects.count() == before
+
+
+def test_mixed_currencies_without_fx_are_refused(wallet, psp):
+    eur_wallet = wallet("EUR")
+    with pytest.raises(errors.MixedCurrencies) as caught:
+        services.transfer(
+            unique(), debit_account=psp("USD").id, credit_account=eur_wallet.id, amount=100,
+            currency="USD", kind="deposit",
+        )
+    assert "convert through FX" in caught.value.message
+    assert queries.balance(eur_wallet.id).posted == 0
+
+
+def test_unknown_account_is_refused(psp):
+    with pytest.raises(errors.AccountNotFound):
+        services.transfer(
+            unique(), debit_account=psp().id, credit_account=services.new_id(), amount=1,
+            currency="USD", kind="deposit",
+        )
+
+
+def test_pending_transfer_reserves_then_posts_a_smaller_amount(wallet):
+    account = wallet()
+    deposit(account, 1_000)
+    clearing = services.system_account("psp_clearing", "USD", qualifier="sandbox")
+    pending = services.transfer(
+        unique(), debit_account=account.id, credit_account=clearing.id, amount=400,
+        currency="USD", kind="withdrawal", pending=True,
+    )
+    reserved = queries.balance(account.id)
+    assert (reserved.posted, reserved.pending_out, reserved.available) == (1_000, 400, 600)
+
+    posted = services.post_pending(pending.transfer_id, unique(), amount=300)
+
+    after = queries.balance(account.id)
+    assert posted.phase == "post_pending" and posted.amount == 300
+    assert (after.posted, after.pending_out, after.available) == (700, 0, 700)
+
+
+def test_void_releases_the_reservation(wallet):
+    account = wallet()
+    deposit(account, 1_000)
+    held = services.place_hold(unique(), account=account, amount=250, reason="AML review")
+    assert queries.balance(account.id).available == 750
+
+    services.void_pending(held.transfer_id, unique(), reason="cleared")
+
+    assert queries.balance(account.id).available == 1_000
+
+
+def test_posting_a_voided_transfer_is_refused(wallet):
+    account = wallet()
+    deposit(account, 1_000)
+    held = services.place_hold(unique(), account=account, amount=100, reason="check")
+    services.void_pending(held.transfer_id, unique())
+
+    with pytest.raises(errors.PendingResolved) as caught:
+        services.post_pending(held.transfer_id, unique())
+
+    assert "already resolved (void_pending)" in caught.value.message
+    assert queries.balance(account.id).posted == 1_000
+
+
+def test_posting_an_expired_pending_transfer_is_refused_and_expiry_releases_it(wallet):
+    account = wallet()
+    deposit(account, 1_000)
+    start = clock.now()
+    with clock.frozen(start):
+        held = services.place_hold(
+            unique(), account=account, amount=100, reason="transfer to MT5",
+            timeout=timedelta(seconds=30),
+        )
+    with clock.frozen(start + timedelta(seconds=31)):
+        with pytest.raises(errors.PendingExpired):
+            services.post_pending(held.transfer_id, unique())
+        assert services.expire_pending_transfers() >= 1
+
+    assert queries.balance(account.id).available == 1_000
+    assert Transfer.objects.get(pending_id=held.transfer_id).phase == "expire_pending"
+
+
+def test_posting_more_than_was_reserved_is_refused(wallet):
+    account = wallet()
+    deposit(account, 1_000)
+    held = services.place_hold(unique(), account=account, amount=100, reason="check")
+    with pytest.raises(errors.InvalidAmount):
+        services.post_pending(held.transfer_id, unique(), amount=101)
+
+
+def test_linked_chain_fails_as_one(wallet, psp):
+    a, b = wallet(), wallet()
+    deposit(a, 500)
+    chain = [
+        TransferRequest(unique(), "internal", "USD", (debit(a.id, 300), credit(b.id, 300))),
+        TransferRequest(unique(), "fee", "USD", (debit(a.id, 300), credit(psp().id, 300))),
+    ]
+
+    with pytest.raises(errors.InsufficientFunds):
+        services.post_linked(chain)
+
+    assert queries.balance(a.id).posted == 500 and queries.balance(b.id).posted == 0
+    assert not Transfer.objects.filter(idempotency_key=chain[0].idempotency_key).exists()
+
+
+def test_batch_reports_each_failure_without_blocking_the_others(wallet):
+    rich, poor = wallet(), wallet()
+    deposit(rich, 1_000)
+    clearing = services.system_account("psp_clearing", "USD", qualifier="sandbox")
+    units = [
+        [TransferRequest(unique(), "withdrawal", "USD", (debit(rich.id, 100), credit(clearing.id, 100)))],
+        [TransferRequest(unique(), "withdrawal", "USD", (debit(poor.id, 100), credit(clearing.id, 100)))],
+        [TransferRequest(unique(), "withdrawal", "USD", (debit(rich.id, 900), credit(clearing.id, 900)))],
+        [TransferRequest(unique(), "withdrawal", "USD", (debit(rich.id, 1), credit(clearing.id, 1)))],
+    ]
+
+    outcomes = services.post_batch(units)
+
+    kinds = [type(o[0]).__name__ for o in outcomes]
+    assert kinds == ["TransferResult", "InsufficientFunds", "TransferResult", "InsufficientFunds"]
+    assert queries.balance(rich.id).posted == 0
+
+
+def test_reversal_mirrors_the_original_once_and_is_audited(wallet):
+    from brokerdesk.core.models import AuditEntry
+
+    account = wallet()
+    original = deposit(account, 700)
+
+    reversal = services.reverse(
+        original.transfer_id, unique(), reason="chargeback", actor="user:finance-1"
+    )
+
+    assert queries.balance(account.id).posted == 0
+    stored = Transfer.objects.get(id=reversal.transfer_id)
+    assert stored.reverses_id == original.transfer_id and stored.kind == "reversal:deposit"
+    assert AuditEntry.objects.filter(
+        action="ledger.reverse", object_id=str(original.transfer_id)
+    ).exists()
+    with pytest.raises(errors.AlreadyReversed):
+        services.reverse(original.transfer_id, unique(), reason="again")
+
+
+def test_fx_conversion_posts_rate_and_fee_explicitly(wallet):
+    usd, eur = wallet("USD"), wallet("EUR")
+    deposit(usd, 100_00)
+
+    result = services.convert(
+        unique(), from_account=usd, to_account=eur, sell_amount=100_00,
+        rate=Decimal("0.9235"), fee_bps=50,
+    )
+
+    assert result.gross_buy_amount == 92_35
+    assert result.fee_amount == 47  # 0.5% of 92.35 = 0.46175, rounded up
+    assert queries.balance(eur.id).posted == 92_35 - 47
+    assert queries.balance(usd.id).posted == 0
+    linked = {result.sold.linked_id, result.bought.linked_id, result.fee and result.fee.linked_id}
+    assert len(linked) == 1 and None not in linked
+    assert Transfer.objects.get(id=result.bought.transfer_id).metadata["rate"] == "0.9235"
+
+
+def test_fx_conversion_with_too_little_money_writes_nothing(wallet):
+    usd, eur = wallet("USD"), wallet("EUR")
+    deposit(usd, 50)
+    before = Transfer.objects.count()
+    with pytest.raises(errors.InsufficientFunds):
+        services.convert(unique(), from_account=usd, to_account=eur, sell_amount=60, rate="0.9")
+    assert Transfer.objects.count() == before
+
+
+def test_balance_as_of_and_statement(wallet):
+    account = wallet()
+    t0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    with clock.frozen(t0):
+        deposit(account, 1_000)
+    with clock.frozen(t0 + timedelta(hours=1)):
+        withdraw(account, 300)
+    with clock.frozen(t0 + timedelta(hours=2)):
+        deposit(account, 50)
+
+    assert queries.balance_as_of(account.id, t0 - timedelta(seconds=1)) == 0
+    assert queries.balance_as_of(account.id, t0 + timedelta(minutes=90)) == 700
+    report = queries.statement(account.id, t0 + timedelta(minutes=30), t0 + timedelta(hours=3))
+    assert report.opening == 1_000 and report.closing == 750
+    assert [(line.debit, line.credit, line.balance) for line in report.lines] == [
+        (300, 0, 700), (0, 50, 750),
+    ]
+
+
+def test_resolution_of_unknown_pending_is_refused():
+    with pytest.raises(errors.PendingNotFound):
+        services.post_transfer(ResolveRequest(unique(), services.new_id(), "post"))
+
+
+def test_replay_is_clean_after_activity(wallet):
+    a = wallet()
+    deposit(a, 1_000)
+    withdraw(a, 100)
+    services.place_hold(unique(), account=a, amount=50, reason="x")
+
+    report = queries.replay_ledger()
+
+    assert report.clean, report.differences
+
+
+def test_replay_reports_a_tampered_balance(wallet):
+    from brokerdesk.ledger.models import LedgerAccount
+
+    a = wallet()
+    deposit(a, 1_000)
+    LedgerAccount.objects.filter(id=a.id).update(credits_posted=2_000)
+
+    report = queries.replay_ledger()
+
+    assert not report.clean
+    assert any(d.account_id == str(a.id) and d.field == "credits_posted" for d in report.differences)
+
+
+def test_entries_cannot_be_updated(wallet):
+    from django.db import DatabaseError, transaction
+
+    a = wallet()
+    deposit(a, 1_000)
+    with pytest.raises(DatabaseError), transaction.atomic():
+        Entry.objects.filter(account_id=a.id).update(amount=1)
+    with pytest.raises(DatabaseError), transaction.atomic():
+        Transfer.objects.filter(entries__account_id=a.id).update(kind="other")
+
+
+def test_replay_ledger_command_prints_a_clean_report(wallet, capsys):
+    from django.core.management import call_command
+
+    deposit(wallet(), 10)
+    call_command("replay_ledger", "--json")
+    out = capsys.readouterr().out
+    assert '"clean": true' in out
+
+
+def test_postgres_refuses_an_unbalanced_transfer_written_around_the_service(wallet, on_postgres):
+    """The deferred trigger is PostgreSQL's; on SQLite the service check is the only guard."""
+    from django.db import DatabaseError, transaction
+
+    if not on_postgres:
+        pytest.skip("deferred constraint triggers are a PostgreSQL feature")
+    a = wallet()
+    now = clock.now()
+    with pytest.raises(DatabaseError, match="does not balance"), transaction.atomic():
+        t = Transfer.objects.create(
+            idempotency_key=unique(), request_hash="x", kind="rogue", currency="USD",
+            amount=5, phase="posted", created_at=now,
+        )
+        Entry.objects.create(transfer=t, account=a, side="C", amount=5, created_at=now)
+        with connection_cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
+def connection_cursor():
+    from django.db import connection
+
+    return connection.cursor()
