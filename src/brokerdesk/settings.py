@@ -46,8 +46,22 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "brokerdesk.core",
     "brokerdesk.ledger",
+    "brokerdesk.trading",
+    "django_countries",
+    "brokerdesk.staff",
+    "brokerdesk.clients",
+    "brokerdesk.compliance",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "brokerdesk.portal",
+    "brokerdesk.partnerportal",
+    "brokerdesk.backoffice",
+    "brokerdesk.payments",
+    "brokerdesk.partners",
 ]
 
 MIDDLEWARE = [
@@ -58,6 +72,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    # staff without an active authenticator are sent to set one up before any page
+    "brokerdesk.backoffice.middleware.StaffMfaRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -75,6 +92,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "brokerdesk.portal.context.surface",
             ],
         },
     },
@@ -85,7 +103,7 @@ def _database() -> dict[str, Any]:
     """PostgreSQL from DATABASE_URL, else the embedded SQLite file (WAL, serialised writers)."""
     url = os.environ.get("DATABASE_URL")
     if url:
-        db: dict[str, Any] = dj_database_url.parse(url, conn_max_age=60)
+        db: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=60))
         if db["ENGINE"] == "django.db.backends.postgresql":
             db.setdefault("TEST", {})["NAME"] = os.environ.get(
                 "TEST_DATABASE_NAME", f"test_{db['NAME']}"
@@ -131,6 +149,14 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+# Our design system; htmx is served from node_modules (npm install at set-up, never committed).
+STATICFILES_DIRS: list[Any] = [BASE_DIR / "static"]
+_HTMX_DIST = BASE_DIR.parent.parent / "node_modules" / "htmx.org" / "dist"
+if _HTMX_DIST.is_dir():
+    STATICFILES_DIRS.append(("vendor/htmx", _HTMX_DIST))
+# Serve static files straight from the finders when collectstatic has not been run.
+WHITENOISE_USE_FINDERS = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -142,11 +168,74 @@ CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = _env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", 8 * 3600))  # seconds
+SESSION_EXPIRE_AT_BROWSER_CLOSE = _env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Caches: allauth's rate limits count in the cache; share them between processes with Redis.
+CACHES: dict[str, Any] = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+        if (url := os.environ.get("CACHE_URL", "")).startswith(("redis://", "rediss://"))
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# E-mail: printed to the console unless an SMTP host is configured.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", 587))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", True)
+EMAIL_USE_SSL = _env_bool("EMAIL_USE_SSL", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Brokerdesk <no-reply@localhost>")
+
+# Sign-up and sign-in (django-allauth): e-mail only, verified before the first sign-in.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "/portal/"
+ACCOUNT_ADAPTER = "brokerdesk.portal.accounts.AccountAdapter"
+ACCOUNT_FORMS = {"signup": "brokerdesk.portal.accounts.ClientSignupForm"}
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_SESSION_REMEMBER = None  # the sign-in form offers "remember me"
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Brokerdesk] "
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if SESSION_COOKIE_SECURE else "http"
+# Lockout: 5 failed sign-ins per e-mail address in 5 minutes, 10 per IP per minute.
+ACCOUNT_RATE_LIMITS = {
+    "login": "30/m/ip",
+    "login_failed": "10/m/ip,5/5m/key",
+    "signup": "20/m/ip",
+    "reset_password": "20/m/ip,5/m/key",
+}
+SIGNUP_JURISDICTION = os.environ.get("SIGNUP_JURISDICTION", "")  # empty: the client picks
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+MFA_TOTP_ISSUER = os.environ.get("MFA_TOTP_ISSUER", "Brokerdesk")
+MFA_ADAPTER = "brokerdesk.backoffice.mfa.MfaAdapter"
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # JSON lines, secrets redacted (brokerdesk.core.logging)
+    "formatters": {"json": {"()": "brokerdesk.core.logging.json_formatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

@@ -51,7 +51,9 @@ def deposit(account: LedgerAccount, amount: int, key: str | None = None) -> serv
     )
 
 
-def withdraw(account: LedgerAccount, amount: int, key: str | None = None) -> services.TransferResult:
+def withdraw(
+    account: LedgerAccount, amount: int, key: str | None = None
+) -> services.TransferResult:
     """Debit a wallet to the PSP clearing account."""
     clearing = services.system_account("psp_clearing", account.currency, qualifier="sandbox")
     return services.transfer(

@@ -50,7 +50,9 @@ class LedgerMachine(RuleBasedStateMachine):
         w = self.wallets[i]
         outcome = self._post(
             services.TransferRequest(
-                unique("dep"), "deposit", "USD",
+                unique("dep"),
+                "deposit",
+                "USD",
                 (services.debit(self.clearing.id, amount), services.credit(w.id, amount)),
             )
         )
@@ -62,7 +64,9 @@ class LedgerMachine(RuleBasedStateMachine):
         w = self.wallets[i]
         outcome = self._post(
             services.TransferRequest(
-                unique("wd"), "withdrawal", "USD",
+                unique("wd"),
+                "withdrawal",
+                "USD",
                 (services.debit(w.id, amount), services.credit(self.clearing.id, amount)),
             )
         )
@@ -77,7 +81,10 @@ class LedgerMachine(RuleBasedStateMachine):
         a, b = self.wallets[src], self.wallets[dst]
         outcome = self._post(
             services.TransferRequest(
-                unique("mv"), "internal", "USD", (services.debit(a.id, amount), services.credit(b.id, amount))
+                unique("mv"),
+                "internal",
+                "USD",
+                (services.debit(a.id, amount), services.credit(b.id, amount)),
             )
         )
         if src == dst:

@@ -72,8 +72,12 @@ def test_overdraft_is_refused_with_the_available_amount(wallet):
 def test_zero_or_negative_amount_is_refused(wallet, psp, amount):
     with pytest.raises(errors.InvalidAmount) as caught:
         services.transfer(
-            unique(), debit_account=psp().id, credit_account=wallet().id, amount=amount,
-            currency="USD", kind="deposit",
+            unique(),
+            debit_account=psp().id,
+            credit_account=wallet().id,
+            amount=amount,
+            currency="USD",
+            kind="deposit",
         )
     assert caught.value.field == "legs[0].amount"
     assert "positive" in caught.value.message
@@ -82,9 +86,12 @@ def test_zero_or_negative_amount_is_refused(wallet, psp, amount):
 def test_float_amount_is_refused(wallet, psp):
     with pytest.raises(errors.InvalidAmount) as caught:
         services.transfer(
-            unique(), debit_account=psp().id, credit_account=wallet().id,
+            unique(),
+            debit_account=psp().id,
+            credit_account=wallet().id,
             amount=10.5,  # type: ignore[arg-type]
-            currency="USD", kind="deposit",
+            currency="USD",
+            kind="deposit",
         )
     assert caught.value.code == "not_integer"
 
@@ -92,8 +99,12 @@ def test_float_amount_is_refused(wallet, psp):
 def test_unknown_currency_is_refused(wallet, psp):
     with pytest.raises(ValidationError) as caught:
         services.transfer(
-            unique(), debit_account=psp().id, credit_account=wallet().id, amount=1,
-            currency="XYZ", kind="deposit",
+            unique(),
+            debit_account=psp().id,
+            credit_account=wallet().id,
+            amount=1,
+            currency="XYZ",
+            kind="deposit",
         )
     assert caught.value.code == "unknown_currency" and caught.value.field == "currency"
 
@@ -113,8 +124,12 @@ def test_mixed_currencies_without_fx_are_refused(wallet, psp):
     eur_wallet = wallet("EUR")
     with pytest.raises(errors.MixedCurrencies) as caught:
         services.transfer(
-            unique(), debit_account=psp("USD").id, credit_account=eur_wallet.id, amount=100,
-            currency="USD", kind="deposit",
+            unique(),
+            debit_account=psp("USD").id,
+            credit_account=eur_wallet.id,
+            amount=100,
+            currency="USD",
+            kind="deposit",
         )
     assert "convert through FX" in caught.value.message
     assert queries.balance(eur_wallet.id).posted == 0
@@ -123,8 +138,12 @@ def test_mixed_currencies_without_fx_are_refused(wallet, psp):
 def test_unknown_account_is_refused(psp):
     with pytest.raises(errors.AccountNotFound):
         services.transfer(
-            unique(), debit_account=psp().id, credit_account=services.new_id(), amount=1,
-            currency="USD", kind="deposit",
+            unique(),
+            debit_account=psp().id,
+            credit_account=services.new_id(),
+            amount=1,
+            currency="USD",
+            kind="deposit",
         )
 
 
@@ -133,8 +152,13 @@ def test_pending_transfer_reserves_then_posts_a_smaller_amount(wallet):
     deposit(account, 1_000)
     clearing = services.system_account("psp_clearing", "USD", qualifier="sandbox")
     pending = services.transfer(
-        unique(), debit_account=account.id, credit_account=clearing.id, amount=400,
-        currency="USD", kind="withdrawal", pending=True,
+        unique(),
+        debit_account=account.id,
+        credit_account=clearing.id,
+        amount=400,
+        currency="USD",
+        kind="withdrawal",
+        pending=True,
     )
     reserved = queries.balance(account.id)
     assert (reserved.posted, reserved.pending_out, reserved.available) == (1_000, 400, 600)
@@ -176,7 +200,10 @@ def test_posting_an_expired_pending_transfer_is_refused_and_expiry_releases_it(w
     start = clock.now()
     with clock.frozen(start):
         held = services.place_hold(
-            unique(), account=account, amount=100, reason="transfer to MT5",
+            unique(),
+            account=account,
+            amount=100,
+            reason="transfer to MT5",
             timeout=timedelta(seconds=30),
         )
     with clock.frozen(start + timedelta(seconds=31)):
@@ -216,10 +243,26 @@ def test_batch_reports_each_failure_without_blocking_the_others(wallet):
     deposit(rich, 1_000)
     clearing = services.system_account("psp_clearing", "USD", qualifier="sandbox")
     units = [
-        [TransferRequest(unique(), "withdrawal", "USD", (debit(rich.id, 100), credit(clearing.id, 100)))],
-        [TransferRequest(unique(), "withdrawal", "USD", (debit(poor.id, 100), credit(clearing.id, 100)))],
-        [TransferRequest(unique(), "withdrawal", "USD", (debit(rich.id, 900), credit(clearing.id, 900)))],
-        [TransferRequest(unique(), "withdrawal", "USD", (debit(rich.id, 1), credit(clearing.id, 1)))],
+        [
+            TransferRequest(
+                unique(), "withdrawal", "USD", (debit(rich.id, 100), credit(clearing.id, 100))
+            )
+        ],
+        [
+            TransferRequest(
+                unique(), "withdrawal", "USD", (debit(poor.id, 100), credit(clearing.id, 100))
+            )
+        ],
+        [
+            TransferRequest(
+                unique(), "withdrawal", "USD", (debit(rich.id, 900), credit(clearing.id, 900))
+            )
+        ],
+        [
+            TransferRequest(
+                unique(), "withdrawal", "USD", (debit(rich.id, 1), credit(clearing.id, 1))
+            )
+        ],
     ]
 
     outcomes = services.post_batch(units)
@@ -254,8 +297,12 @@ def test_fx_conversion_posts_rate_and_fee_explicitly(wallet):
     deposit(usd, 100_00)
 
     result = services.convert(
-        unique(), from_account=usd, to_account=eur, sell_amount=100_00,
-        rate=Decimal("0.9235"), fee_bps=50,
+        unique(),
+        from_account=usd,
+        to_account=eur,
+        sell_amount=100_00,
+        rate=Decimal("0.9235"),
+        fee_bps=50,
     )
 
     assert result.gross_buy_amount == 92_35
@@ -291,7 +338,8 @@ def test_balance_as_of_and_statement(wallet):
     report = queries.statement(account.id, t0 + timedelta(minutes=30), t0 + timedelta(hours=3))
     assert report.opening == 1_000 and report.closing == 750
     assert [(line.debit, line.credit, line.balance) for line in report.lines] == [
-        (300, 0, 700), (0, 50, 750),
+        (300, 0, 700),
+        (0, 50, 750),
     ]
 
 
@@ -321,7 +369,9 @@ def test_replay_reports_a_tampered_balance(wallet):
     report = queries.replay_ledger()
 
     assert not report.clean
-    assert any(d.account_id == str(a.id) and d.field == "credits_posted" for d in report.differences)
+    assert any(
+        d.account_id == str(a.id) and d.field == "credits_posted" for d in report.differences
+    )
 
 
 def test_entries_cannot_be_updated(wallet):
@@ -354,8 +404,13 @@ def test_postgres_refuses_an_unbalanced_transfer_written_around_the_service(wall
     now = clock.now()
     with pytest.raises(DatabaseError, match="does not balance"), transaction.atomic():
         t = Transfer.objects.create(
-            idempotency_key=unique(), request_hash="x", kind="rogue", currency="USD",
-            amount=5, phase="posted", created_at=now,
+            idempotency_key=unique(),
+            request_hash="x",
+            kind="rogue",
+            currency="USD",
+            amount=5,
+            phase="posted",
+            created_at=now,
         )
         Entry.objects.create(transfer=t, account=a, side="C", amount=5, created_at=now)
         with connection_cursor() as cursor:
@@ -366,3 +421,21 @@ def connection_cursor():
     from django.db import connection
 
     return connection.cursor()
+
+
+def test_the_worker_job_expires_overdue_pending_transfers(wallet):
+    from brokerdesk.core.periodic import jobs, run_due
+
+    account = wallet()
+    deposit(account, 1_000)
+    start = clock.now()
+    with clock.frozen(start):
+        services.place_hold(
+            unique(), account=account, amount=600, reason="x", timeout=timedelta(seconds=5)
+        )
+    import brokerdesk.ledger.consumers  # noqa: F401 - registers the jobs
+
+    assert "ledger.expire_pending" in jobs()
+    with clock.frozen(start + timedelta(seconds=6)):
+        assert "ledger.expire_pending" in run_due(now=10**9)
+    assert queries.balance(account.id).available == 1_000

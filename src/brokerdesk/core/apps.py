@@ -9,3 +9,9 @@ class CoreConfig(AppConfig):
     name = "brokerdesk.core"
     label = "core"
     verbose_name = "Core"
+
+    def ready(self) -> None:
+        """Configure structured logging (idempotent)."""
+        from brokerdesk.core.logging import configure
+
+        configure()

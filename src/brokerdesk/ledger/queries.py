@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -235,23 +234,37 @@ def _verify_chains() -> list[Difference]:
             balance += entry.amount if entry.side == Side.CREDIT else -entry.amount
             if entry.balance_after != balance:
                 problems.append(
-                    Difference(str(entry.account_id), f"entry {entry.id} balance_after",
-                               entry.balance_after, balance)
+                    Difference(
+                        str(entry.account_id),
+                        f"entry {entry.id} balance_after",
+                        entry.balance_after,
+                        balance,
+                    )
                 )
         if _entry_hash(prev, entry) != entry.hash:
-            problems.append(Difference(str(entry.account_id), f"entry {entry.id} hash",
-                                       entry.hash, _entry_hash(prev, entry)))
+            problems.append(
+                Difference(
+                    str(entry.account_id),
+                    f"entry {entry.id} hash",
+                    entry.hash,
+                    _entry_hash(prev, entry),
+                )
+            )
         state[entry.account_id] = (balance, entry.hash)
     for account_id, (_, chain_head) in state.items():
         if last_hash.get(account_id) != chain_head:
-            problems.append(Difference(str(account_id), "last_hash",
-                                       last_hash.get(account_id), chain_head))
+            problems.append(
+                Difference(str(account_id), "last_hash", last_hash.get(account_id), chain_head)
+            )
     return problems
 
 
 def open_pending(account_id: UUID) -> list[Transfer]:
     """Pending transfers on an account that are still unresolved."""
     return list(
-        Transfer.objects.filter(phase=Phase.PENDING, entries__account_id=account_id,
-                                resolution__isnull=True).distinct().order_by("created_at")
+        Transfer.objects.filter(
+            phase=Phase.PENDING, entries__account_id=account_id, resolution__isnull=True
+        )
+        .distinct()
+        .order_by("created_at")
     )

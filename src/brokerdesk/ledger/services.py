@@ -33,7 +33,7 @@ from brokerdesk.core.ids import new_id
 from brokerdesk.core.metrics import IDEMPOTENT_REPLAYS
 from brokerdesk.core.models import OutboxEvent
 from brokerdesk.core.money import MAX_MINOR_UNITS, get_currency
-from brokerdesk.ledger import errors
+from brokerdesk.ledger import errors, store
 from brokerdesk.ledger.events import TransferPosted
 from brokerdesk.ledger.models import (
     Bucket,
@@ -227,7 +227,9 @@ def system_account(purpose: str, currency: str, *, qualifier: str = "") -> Ledge
     return open_account(OwnerType.SYSTEM, owner_id, currency, SYSTEM_PURPOSES[purpose])
 
 
-def wallet_account(client_id: str | UUID, currency: str, bucket: str = Bucket.CASH) -> LedgerAccount:
+def wallet_account(
+    client_id: str | UUID, currency: str, bucket: str = Bucket.CASH
+) -> LedgerAccount:
     """A client's wallet bucket in one currency (may not go negative)."""
     return open_account(OwnerType.CLIENT, str(client_id), currency, bucket)
 
@@ -495,7 +497,8 @@ def _parse_rate(rate: Decimal | str) -> Decimal:
 def _first_failure(outcomes: Iterable[Outcome]) -> DomainError | None:
     failures = [o for o in outcomes if isinstance(o, DomainError)]
     primary = [f for f in failures if not isinstance(f, errors.LinkedTransferFailed)]
-    return (primary or failures or [None])[0]
+    chosen = primary or failures
+    return chosen[0] if chosen else None
 
 
 # ---------------------------------------------------------------------------- the engine
@@ -525,9 +528,7 @@ def _check_amount(amount: object, field_name: str) -> None:
             "Amounts are whole numbers of minor units.", code="not_integer", field=field_name
         )
     if amount <= 0:
-        raise errors.InvalidAmount(
-            f"The amount must be positive; got {amount}.", field=field_name
-        )
+        raise errors.InvalidAmount(f"The amount must be positive; got {amount}.", field=field_name)
     if amount > MAX_MINOR_UNITS:
         raise errors.InvalidAmount("The amount is too large.", field=field_name)
 
@@ -563,7 +564,9 @@ def _validate_transfer(request: TransferRequest) -> None:
             f"Debits ({debits}) and credits ({credits}) differ by {abs(debits - credits)}.",
             field="legs",
         )
-    if request.timeout is not None and (not request.pending or request.timeout.total_seconds() <= 0):
+    if request.timeout is not None and (
+        not request.pending or request.timeout.total_seconds() <= 0
+    ):
         raise ValidationError(
             "A timeout applies only to a pending transfer and must be positive.",
             field="timeout",
@@ -584,12 +587,47 @@ def _validate(request: Request) -> None:
         _check_amount(request.amount, "amount")
 
 
-def _entry_hash(prev: str, entry: Entry) -> str:
+def _entry_hash(prev: str, entry: Entry | _NewEntry) -> str:
     text = (
         f"{prev}|{entry.transfer_id}|{entry.side}|{entry.amount}|{int(entry.is_pending)}|"
         f"{entry.balance_after}|{entry.created_at.isoformat()}"
     )
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class _NewTransfer:
+    """A transfer row about to be written (a plain object: models are slow to build)."""
+
+    id: UUID
+    idempotency_key: str
+    request_hash: str
+    kind: str
+    currency: str
+    amount: int
+    phase: str
+    created_at: datetime
+    linked_id: UUID | None = None
+    pending_id: UUID | None = None
+    reverses_id: UUID | None = None
+    expires_at: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    actor: str = "system"
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class _NewEntry:
+    """An entry row about to be written."""
+
+    transfer_id: UUID
+    account_id: UUID
+    side: str
+    amount: int
+    is_pending: bool
+    balance_after: int | None
+    created_at: datetime
+    hash: str = ""
 
 
 _COUNTERS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
@@ -609,11 +647,12 @@ class _Batch:
         self.resolved: dict[UUID, str] = {}
         self.reversed: set[UUID] = set()
         self.existing: dict[str, Transfer] = {}
-        self.new_transfers: list[Transfer] = []
-        self.new_entries: list[Entry] = []
+        self.new_transfers: list[_NewTransfer] = []
+        self.new_entries: list[_NewEntry] = []
         self.done_in_batch: dict[str, tuple[str, TransferResult]] = {}
         self.touched: set[UUID] = set()
         self.linked_id: UUID | None = None
+        self.unit_keys: list[tuple[str, UUID | None, UUID | None]] = []
 
     # -- phases
 
@@ -671,13 +710,19 @@ class _Batch:
         """Read idempotency keys, resolutions and reversals after locking (so we see winners)."""
         requests = [r for i in live for r in self.units[i]]
         keys = {r.idempotency_key for r in requests}
-        self.existing = {t.idempotency_key: t for t in Transfer.objects.filter(idempotency_key__in=keys)}
+        self.existing = {
+            t.idempotency_key: t for t in Transfer.objects.filter(idempotency_key__in=keys)
+        }
         pending_ids = {r.pending_id for r in requests if isinstance(r, ResolveRequest)}
         if pending_ids:
             self.resolved = dict(
-                Transfer.objects.filter(pending_id__in=pending_ids).values_list("pending_id", "phase")
+                Transfer.objects.filter(pending_id__in=pending_ids).values_list(
+                    "pending_id", "phase"
+                )
             )
-        reversal_of = {r.reverses for r in requests if isinstance(r, TransferRequest) and r.reverses}
+        reversal_of = {
+            r.reverses for r in requests if isinstance(r, TransferRequest) and r.reverses
+        }
         if reversal_of:
             self.reversed = set(
                 Transfer.objects.filter(reverses_id__in=reversal_of).values_list(
@@ -691,8 +736,7 @@ class _Batch:
         marks = (len(self.new_transfers), len(self.new_entries))
         self.linked_id = new_id() if len(self.units[i]) > 1 else None
         snapshot: dict[UUID, tuple[Any, ...]] = {}
-        resolved_before, reversed_before = dict(self.resolved), set(self.reversed)
-        done_before = dict(self.done_in_batch)
+        self.unit_keys = []
         for j, request in enumerate(self.units[i]):
             for account_id in self._account_ids(request):
                 account = self.accounts.get(account_id)
@@ -706,13 +750,17 @@ class _Batch:
                         setattr(self.accounts[account_id], name, value)
                 del self.new_transfers[marks[0] :]
                 del self.new_entries[marks[1] :]
-                self.resolved, self.reversed = resolved_before, reversed_before
-                self.done_in_batch = done_before
+                for key, resolved, reversed_id in self.unit_keys:
+                    self.done_in_batch.pop(key, None)
+                    if resolved is not None:
+                        self.resolved.pop(resolved, None)
+                    if reversed_id is not None:
+                        self.reversed.discard(reversed_id)
                 self._fail_unit(i, j, exc)
                 return
 
-    def _replay(self, request: Request) -> TransferResult | None:
-        key, fingerprint = request.idempotency_key, request.fingerprint()
+    def _replay(self, request: Request, fingerprint: str) -> TransferResult | None:
+        key = request.idempotency_key
         if key in self.done_in_batch:
             first_fingerprint, result = self.done_in_batch[key]
             stored_hash = first_fingerprint
@@ -732,14 +780,15 @@ class _Batch:
         return TransferResult(**{**found.__dict__, "replayed": True})
 
     def _apply(self, request: Request) -> TransferResult:
-        replay = self._replay(request)
+        fingerprint = request.fingerprint()
+        replay = self._replay(request, fingerprint)
         if replay is not None:
             return replay
         if isinstance(request, TransferRequest):
-            result = self._apply_transfer(request)
+            result = self._apply_transfer(request, fingerprint)
         else:
-            result = self._apply_resolution(request)
-        self.done_in_batch[request.idempotency_key] = (request.fingerprint(), result)
+            result = self._apply_resolution(request, fingerprint)
+        self.done_in_batch[request.idempotency_key] = (fingerprint, result)
         return result
 
     def _account(self, account_id: UUID, currency: str) -> LedgerAccount:
@@ -754,7 +803,7 @@ class _Batch:
             )
         return account
 
-    def _apply_transfer(self, request: TransferRequest) -> TransferResult:
+    def _apply_transfer(self, request: TransferRequest, fingerprint: str) -> TransferResult:
         currency = get_currency(request.currency).code
         if request.reverses is not None:
             if request.reverses in self.reversed:
@@ -763,10 +812,11 @@ class _Batch:
                     field="transfer_id",
                 )
             self.reversed.add(request.reverses)
+        self.unit_keys.append((request.idempotency_key, None, request.reverses))
         phase = Phase.PENDING if request.pending else Phase.POSTED
         record = self._new_transfer(
             request.idempotency_key,
-            request.fingerprint(),
+            fingerprint,
             request.kind,
             currency,
             sum(leg.amount for leg in request.legs if leg.side == "D"),
@@ -780,10 +830,10 @@ class _Batch:
         for leg in request.legs:
             account = self._account(leg.account_id, currency)
             self._move(record, account, leg.side, leg.amount, pending=request.pending)
-        self._check_flags(request.legs, record)
+        self._check_flags(request.legs)
         return _result(record)
 
-    def _apply_resolution(self, request: ResolveRequest) -> TransferResult:
+    def _apply_resolution(self, request: ResolveRequest, fingerprint: str) -> TransferResult:
         pending = self.pendings.get(request.pending_id)
         if pending is None or pending.phase != Phase.PENDING:
             raise errors.PendingNotFound(
@@ -816,9 +866,10 @@ class _Batch:
             )
         phase = _RESOLVE_PHASE[request.action]
         self.resolved[pending.id] = phase
+        self.unit_keys.append((request.idempotency_key, pending.id, None))
         record = self._new_transfer(
             request.idempotency_key,
-            request.fingerprint(),
+            fingerprint,
             pending.kind,
             pending.currency,
             amount if request.action == "post" else pending.amount,
@@ -836,7 +887,7 @@ class _Batch:
             if request.action == "post":
                 self._move(record, account, e.side, amount if len(entries) == 2 else e.amount)
         legs = [Leg(e.account_id, "D" if e.side == Side.DEBIT else "C", e.amount) for e in entries]
-        self._check_flags(legs, record)
+        self._check_flags(legs)
         return _result(record)
 
     def _new_transfer(
@@ -848,15 +899,15 @@ class _Batch:
         amount: int,
         phase: str,
         **fields: Any,
-    ) -> Transfer:
-        record = Transfer(
+    ) -> _NewTransfer:
+        record = _NewTransfer(
             id=new_id(),
             idempotency_key=key,
             request_hash=fingerprint,
             kind=kind,
             currency=currency,
             amount=amount,
-            phase=phase,
+            phase=str(phase),
             created_at=self.now,
             linked_id=self.linked_id,
             **fields,
@@ -865,15 +916,20 @@ class _Batch:
         return record
 
     def _move(
-        self, record: Transfer, account: LedgerAccount, side: str, amount: int, pending: bool = False
+        self,
+        record: _NewTransfer,
+        account: LedgerAccount,
+        side: str,
+        amount: int,
+        pending: bool = False,
     ) -> None:
         prefix = "debits" if side == Side.DEBIT else "credits"
         counter = f"{prefix}_{'pending' if pending else 'posted'}"
         setattr(account, counter, getattr(account, counter) + amount)
-        entry = Entry(
+        entry = _NewEntry(
             transfer_id=record.id,
             account_id=account.id,
-            side=side,
+            side=str(side),
             amount=amount,
             is_pending=pending,
             balance_after=None if pending else account.balance,
@@ -885,7 +941,7 @@ class _Batch:
         self.touched.add(account.id)
         self.new_entries.append(entry)
 
-    def _check_flags(self, legs: Iterable[Leg], record: Transfer) -> None:
+    def _check_flags(self, legs: Iterable[Leg]) -> None:
         needs: dict[UUID, int] = {}
         for leg in legs:
             needs[leg.account_id] = needs.get(leg.account_id, 0) + (
@@ -912,19 +968,20 @@ class _Batch:
     def _write(self) -> None:
         if not self.new_transfers:
             return
-        Transfer.objects.bulk_create(self.new_transfers)
-        Entry.objects.bulk_create(self.new_entries)
-        legs: dict[UUID, list[Entry]] = {}
+        legs: dict[UUID, list[_NewEntry]] = {}
         for entry in self.new_entries:
             legs.setdefault(entry.transfer_id, []).append(entry)
-        OutboxEvent.objects.bulk_create(
-            [outbox_row(TransferPosted.of(t, legs.get(t.id, []))) for t in self.new_transfers]
-        )
+        events = [outbox_row(TransferPosted.of(t, legs.get(t.id, []))) for t in self.new_transfers]
         touched = [self.accounts[a] for a in sorted(self.touched)]
-        LedgerAccount.objects.bulk_update(touched, list(_SNAPSHOT_FIELDS), batch_size=500)
+        store.write_batch(
+            [(Transfer, self.new_transfers), (Entry, self.new_entries), (OutboxEvent, events)],
+            LedgerAccount,
+            _SNAPSHOT_FIELDS,
+            touched,
+        )
 
 
-def _result(record: Transfer) -> TransferResult:
+def _result(record: Transfer | _NewTransfer) -> TransferResult:
     return TransferResult(
         transfer_id=record.id,
         idempotency_key=record.idempotency_key,

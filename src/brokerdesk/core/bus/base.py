@@ -33,6 +33,17 @@ class Delivery:
     attempts: int = 1
 
 
+@dataclass(frozen=True)
+class StreamDepth:
+    """How much of a stream a consumer group still has to do."""
+
+    stream: str
+    group: str
+    length: int  # messages held on the stream
+    undelivered: int  # never handed to the group yet
+    pending: int  # handed out and not acknowledged
+
+
 class Bus(Protocol):
     """What every bus adapter provides."""
 
@@ -48,6 +59,10 @@ class Bus(Protocol):
 
     def ack(self, stream: str, group: str, deliveries: list[Delivery]) -> None:
         """Mark deliveries done for this group."""
+        ...
+
+    def depth(self, stream: str, group: str) -> StreamDepth:
+        """Backlog of ``group`` on ``stream`` (for lag metrics and ``bus-depth``)."""
         ...
 
     def close(self) -> None:

@@ -29,8 +29,9 @@ CREATE INDEX ledger_entry_transfer ON ledger_entry (transfer_id, created_at);
 def create_entry_table(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(PG_ENTRY_TABLE)
-        ensure_monthly_partitions("ledger_entry", months_back=1, months_ahead=12,
-                                  using=schema_editor.connection)
+        ensure_monthly_partitions(
+            "ledger_entry", months_back=1, months_ahead=12, using=schema_editor.connection
+        )
     else:
         schema_editor.create_model(apps.get_model("ledger", "Entry"))
 
@@ -43,92 +44,230 @@ def drop_entry_table(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='LedgerAccount',
+            name="LedgerAccount",
             fields=[
-                ('id', models.UUIDField(default=brokerdesk.core.ids.new_id, editable=False, primary_key=True, serialize=False)),
-                ('owner_type', models.CharField(choices=[('client', 'Client'), ('ib', 'Introducing broker'), ('trading_account', 'Trading account'), ('system', 'System')], max_length=20)),
-                ('owner_id', models.CharField(max_length=100)),
-                ('currency', models.CharField(max_length=12)),
-                ('bucket', models.CharField(choices=[('cash', 'Cash'), ('bonus', 'Bonus'), ('locked', 'Locked'), ('pending', 'Pending'), ('payable', 'Payable'), ('clearing', 'Clearing'), ('income', 'Income'), ('expense', 'Expense'), ('fx', 'FX'), ('suspense', 'Suspense')], max_length=20)),
-                ('name', models.CharField(blank=True, default='', max_length=200)),
-                ('no_negative', models.BooleanField(default=False, help_text='Debits may not exceed credits (the balance may not go below 0).')),
-                ('no_positive', models.BooleanField(default=False, help_text='Credits may not exceed debits (the balance may not go above 0).')),
-                ('debits_posted', models.BigIntegerField(default=0)),
-                ('credits_posted', models.BigIntegerField(default=0)),
-                ('debits_pending', models.BigIntegerField(default=0)),
-                ('credits_pending', models.BigIntegerField(default=0)),
-                ('entry_count', models.BigIntegerField(default=0)),
-                ('last_hash', models.CharField(default='0000000000000000000000000000000000000000000000000000000000000000', max_length=64)),
-                ('created_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=brokerdesk.core.ids.new_id,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                (
+                    "owner_type",
+                    models.CharField(
+                        choices=[
+                            ("client", "Client"),
+                            ("ib", "Introducing broker"),
+                            ("trading_account", "Trading account"),
+                            ("system", "System"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("owner_id", models.CharField(max_length=100)),
+                ("currency", models.CharField(max_length=12)),
+                (
+                    "bucket",
+                    models.CharField(
+                        choices=[
+                            ("cash", "Cash"),
+                            ("bonus", "Bonus"),
+                            ("locked", "Locked"),
+                            ("pending", "Pending"),
+                            ("payable", "Payable"),
+                            ("clearing", "Clearing"),
+                            ("income", "Income"),
+                            ("expense", "Expense"),
+                            ("fx", "FX"),
+                            ("suspense", "Suspense"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("name", models.CharField(blank=True, default="", max_length=200)),
+                (
+                    "no_negative",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Debits may not exceed credits (the balance may not go below 0).",
+                    ),
+                ),
+                (
+                    "no_positive",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Credits may not exceed debits (the balance may not go above 0).",
+                    ),
+                ),
+                ("debits_posted", models.BigIntegerField(default=0)),
+                ("credits_posted", models.BigIntegerField(default=0)),
+                ("debits_pending", models.BigIntegerField(default=0)),
+                ("credits_pending", models.BigIntegerField(default=0)),
+                ("entry_count", models.BigIntegerField(default=0)),
+                (
+                    "last_hash",
+                    models.CharField(
+                        default="0000000000000000000000000000000000000000000000000000000000000000",
+                        max_length=64,
+                    ),
+                ),
+                ("created_at", models.DateTimeField()),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('owner_type', 'owner_id', 'currency', 'bucket'), name='ledger_account_owner_currency_bucket_uniq'), models.CheckConstraint(condition=models.Q(('no_negative', True), ('no_positive', True), _negated=True), name='ledger_account_flags_exclusive')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("owner_type", "owner_id", "currency", "bucket"),
+                        name="ledger_account_owner_currency_bucket_uniq",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("no_negative", True), ("no_positive", True), _negated=True
+                        ),
+                        name="ledger_account_flags_exclusive",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Transfer',
+            name="Transfer",
             fields=[
-                ('id', models.UUIDField(default=brokerdesk.core.ids.new_id, editable=False, primary_key=True, serialize=False)),
-                ('idempotency_key', models.CharField(max_length=200, unique=True)),
-                ('request_hash', models.CharField(max_length=64)),
-                ('kind', models.CharField(max_length=50)),
-                ('currency', models.CharField(max_length=12)),
-                ('amount', models.BigIntegerField(help_text='Sum of the debit legs, in minor units.')),
-                ('phase', models.CharField(choices=[('posted', 'Posted'), ('pending', 'Pending (reserves)'), ('post_pending', 'Posts a pending transfer'), ('void_pending', 'Voids a pending transfer'), ('expire_pending', 'Expires a pending transfer')], max_length=20)),
-                ('linked_id', models.UUIDField(blank=True, help_text='Transfers sharing this id succeeded together.', null=True)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('actor', models.CharField(default='system', max_length=200)),
-                ('reason', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField()),
-                ('pending', models.OneToOneField(blank=True, help_text='The pending transfer this one posts, voids or expires (once only).', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='resolution', to='ledger.transfer')),
-                ('reverses', models.OneToOneField(blank=True, help_text='The transfer this one compensates (once only).', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='reversal', to='ledger.transfer')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=brokerdesk.core.ids.new_id,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("idempotency_key", models.CharField(max_length=200, unique=True)),
+                ("request_hash", models.CharField(max_length=64)),
+                ("kind", models.CharField(max_length=50)),
+                ("currency", models.CharField(max_length=12)),
+                (
+                    "amount",
+                    models.BigIntegerField(help_text="Sum of the debit legs, in minor units."),
+                ),
+                (
+                    "phase",
+                    models.CharField(
+                        choices=[
+                            ("posted", "Posted"),
+                            ("pending", "Pending (reserves)"),
+                            ("post_pending", "Posts a pending transfer"),
+                            ("void_pending", "Voids a pending transfer"),
+                            ("expire_pending", "Expires a pending transfer"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "linked_id",
+                    models.UUIDField(
+                        blank=True,
+                        help_text="Transfers sharing this id succeeded together.",
+                        null=True,
+                    ),
+                ),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("actor", models.CharField(default="system", max_length=200)),
+                ("reason", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField()),
+                (
+                    "pending",
+                    models.OneToOneField(
+                        blank=True,
+                        help_text="The pending transfer this one posts, voids or expires (once only).",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="resolution",
+                        to="ledger.transfer",
+                    ),
+                ),
+                (
+                    "reverses",
+                    models.OneToOneField(
+                        blank=True,
+                        help_text="The transfer this one compensates (once only).",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="reversal",
+                        to="ledger.transfer",
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='transfer',
-            index=models.Index(condition=models.Q(('phase', 'pending')), fields=['expires_at'], name='ledger_transfer_open_pending'),
+            model_name="transfer",
+            index=models.Index(
+                condition=models.Q(("phase", "pending")),
+                fields=["expires_at"],
+                name="ledger_transfer_open_pending",
+            ),
         ),
         migrations.AddIndex(
-            model_name='transfer',
-            index=models.Index(fields=['linked_id'], name='ledger_transfer_linked'),
+            model_name="transfer",
+            index=models.Index(fields=["linked_id"], name="ledger_transfer_linked"),
         ),
         migrations.AddIndex(
-            model_name='transfer',
-            index=models.Index(fields=['kind', 'created_at'], name='ledger_transfer_kind_time'),
+            model_name="transfer",
+            index=models.Index(fields=["kind", "created_at"], name="ledger_transfer_kind_time"),
         ),
         # Entry: on PostgreSQL a table partitioned by month of created_at (custom SQL);
         # elsewhere the ordinary table Django would create.
         migrations.SeparateDatabaseAndState(
             state_operations=[
                 migrations.CreateModel(
-                    name='Entry',
+                    name="Entry",
                     fields=[
-                        ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                        ('side', models.CharField(choices=[('D', 'Debit'), ('C', 'Credit')], max_length=1)),
-                        ('amount', models.BigIntegerField()),
-                        ('is_pending', models.BooleanField(default=False)),
-                        ('balance_after', models.BigIntegerField(blank=True, null=True)),
-                        ('hash', models.CharField(blank=True, default='', max_length=64)),
-                        ('created_at', models.DateTimeField()),
-                        ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='ledger.ledgeraccount')),
-                        ('transfer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='ledger.transfer')),
+                        ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                        (
+                            "side",
+                            models.CharField(
+                                choices=[("D", "Debit"), ("C", "Credit")], max_length=1
+                            ),
+                        ),
+                        ("amount", models.BigIntegerField()),
+                        ("is_pending", models.BooleanField(default=False)),
+                        ("balance_after", models.BigIntegerField(blank=True, null=True)),
+                        ("hash", models.CharField(blank=True, default="", max_length=64)),
+                        ("created_at", models.DateTimeField()),
+                        (
+                            "account",
+                            models.ForeignKey(
+                                on_delete=django.db.models.deletion.PROTECT,
+                                related_name="entries",
+                                to="ledger.ledgeraccount",
+                            ),
+                        ),
+                        (
+                            "transfer",
+                            models.ForeignKey(
+                                on_delete=django.db.models.deletion.PROTECT,
+                                related_name="entries",
+                                to="ledger.transfer",
+                            ),
+                        ),
                     ],
                     options={
-                        'verbose_name_plural': 'entries',
+                        "verbose_name_plural": "entries",
                     },
                 ),
                 migrations.AddIndex(
-                    model_name='entry',
-                    index=models.Index(fields=['account', '-created_at', '-id'], name='ledger_entry_acct_time'),
+                    model_name="entry",
+                    index=models.Index(
+                        fields=["account", "-created_at", "-id"], name="ledger_entry_acct_time"
+                    ),
                 ),
             ],
             database_operations=[],

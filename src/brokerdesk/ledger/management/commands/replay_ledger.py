@@ -38,8 +38,9 @@ class Command(BaseCommand):
                 f"{report.entries} entries replayed."
             )
             for d in report.differences:
-                self.stdout.write(f"  {d.account_id} {d.field}: stored {d.stored}, "
-                                  f"replayed {d.replayed}")
+                self.stdout.write(
+                    f"  {d.account_id} {d.field}: stored {d.stored}, replayed {d.replayed}"
+                )
             for t in report.unbalanced_transfers:
                 self.stdout.write(f"  transfer {t} does not balance")
         if not report.clean:

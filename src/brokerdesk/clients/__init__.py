@@ -1,0 +1,1 @@
+"""Clients: individuals and companies, contact data, segments, tags, platform logins, timeline."""

@@ -1,0 +1,1 @@
+"""Compliance: KYC state machine, jurisdiction rule sets, flags, documents, the ``may`` policy."""

@@ -1,0 +1,269 @@
+"""Sanctions and PEP screening: list parsing, name normalisation and fuzzy matching.
+
+Pure functions and an in-memory index (no database). Lists come in the OFAC SDN legacy CSV
+layout (``sdn.csv`` + ``alt.csv``) or as OpenSanctions FollowTheMoney JSON lines. Names are
+normalised (accents and punctuation removed, lower case) and compared token-sorted with
+rapidfuzz, so "MUSTERMANN, Max" matches "Max Mustermann"; date of birth and country act as
+supporting evidence that raise or lower the score, and every score carries its explanation.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from rapidfuzz import fuzz, process
+
+SUBSET_WEIGHT = 0.95  # a name contained in another scores at most 95
+PREFILTER = 60  # ratio below which a name is not considered at all
+BLOCKING_FROM = 50_000  # lists with this many names are searched through the part index
+TOKEN_CUTOFF = 75  # a name part at least this similar to a query part selects its names
+BLOCKING_TOKENS = 200  # at most this many similar name parts per query part
+HIT_THRESHOLD = 85  # possible match: goes to the review queue
+STRONG_THRESHOLD = 95  # strong match
+_NULL = "-0-"
+_DOB = re.compile(r"DOB\s+(?:(\d{1,2})\s+([A-Za-z]{3})\s+)?(\d{4})")
+_HONORIFICS = {"mr", "mrs", "ms", "dr", "sheikh", "haji", "al", "el", "bin", "ibn"}
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One listed person or organisation."""
+
+    external_id: str
+    schema: str  # person | entity
+    name: str
+    aliases: tuple[str, ...] = ()
+    birth_years: tuple[int, ...] = ()
+    countries: tuple[str, ...] = ()
+    programs: tuple[str, ...] = ()
+
+
+def normalise(name: str) -> str:
+    """Lower-case ASCII tokens without accents, punctuation or honorifics, in sorted order."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
+    tokens = re.sub(r"[^0-9a-zA-Z]+", " ", ascii_only).lower().split()
+    kept = [t for t in tokens if t not in _HONORIFICS] or tokens
+    return " ".join(sorted(kept))
+
+
+def _clean(value: str) -> str:
+    value = (value or "").strip()
+    return "" if value == _NULL else value
+
+
+def _sdn_name(raw: str, schema: str) -> str:
+    if schema == "person" and "," in raw:
+        last, first = raw.split(",", 1)
+        return f"{first.strip()} {last.strip()}"
+    return raw.strip()
+
+
+def parse_ofac_sdn(sdn_csv: str, alt_csv: str = "") -> list[ListEntry]:
+    """Entries from OFAC's legacy ``sdn.csv`` (and aliases from ``alt.csv``)."""
+    aliases: dict[str, list[str]] = {}
+    for row in csv.reader(io.StringIO(alt_csv)):
+        if len(row) >= 4 and _clean(row[3]):
+            aliases.setdefault(row[0].strip(), []).append(_clean(row[3]))
+    entries = []
+    for row in csv.reader(io.StringIO(sdn_csv)):
+        if len(row) < 4 or not row[0].strip().isdigit():
+            continue
+        ent_num, raw_name, sdn_type = row[0].strip(), _clean(row[1]), _clean(row[2]).lower()
+        schema = "person" if sdn_type == "individual" else "entity"
+        remarks = _clean(row[11]) if len(row) > 11 else ""
+        years = tuple(sorted({int(m.group(3)) for m in _DOB.finditer(remarks)}))
+        entries.append(
+            ListEntry(
+                external_id=f"ofac-{ent_num}",
+                schema=schema,
+                name=_sdn_name(raw_name, schema),
+                aliases=tuple(_sdn_name(a, schema) for a in aliases.get(ent_num, [])),
+                birth_years=years,
+                programs=tuple(p.strip() for p in _clean(row[3]).split(";") if p.strip()),
+            )
+        )
+    return entries
+
+
+def parse_ftm(lines: Iterable[str]) -> list[ListEntry]:
+    """Entries from OpenSanctions FollowTheMoney JSON lines (Person, Organization, Company)."""
+    entries = []
+    for line in lines:
+        if not line.strip():
+            continue
+        obj: dict[str, Any] = json.loads(line)
+        schema = obj.get("schema", "")
+        if schema not in ("Person", "Organization", "Company", "LegalEntity"):
+            continue
+        props: dict[str, list[str]] = obj.get("properties", {})
+        names = props.get("name", [])
+        if not names:
+            continue
+        years = set()
+        for value in props.get("birthDate", []):
+            if value[:4].isdigit():
+                years.add(int(value[:4]))
+        countries = {
+            c.upper()
+            for key in ("country", "nationality", "citizenship", "jurisdiction")
+            for c in props.get(key, [])
+            if len(c) == 2
+        }
+        entries.append(
+            ListEntry(
+                external_id=str(obj["id"]),
+                schema="person" if schema == "Person" else "entity",
+                name=names[0],
+                aliases=tuple(names[1:] + props.get("alias", []) + props.get("weakAlias", [])),
+                birth_years=tuple(sorted(years)),
+                countries=tuple(sorted(countries)),
+                programs=tuple(props.get("program", []) + props.get("topics", [])),
+            )
+        )
+    return entries
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who is screened: a client's name and the evidence that supports or weakens a match."""
+
+    name: str
+    schema: str = "person"
+    birth_date: date | None = None
+    countries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Match:
+    """A possible match with its score (0-100) and the reasons behind it."""
+
+    entry_index: int
+    matched_name: str
+    score: int
+    name_score: float
+    explanation: tuple[str, ...]
+
+
+@dataclass
+class Index:
+    """Normalised names of one or more lists, ready for fast fuzzy search."""
+
+    entries: list[ListEntry] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)  # names[i] belongs to entries[owners[i]]
+    originals: list[str] = field(default_factory=list)
+    postings: dict[str, list[int]] = field(default_factory=dict)  # name part -> names[i]
+    vocabulary: list[str] = field(default_factory=list)
+    blocking_from: int = BLOCKING_FROM
+
+    @classmethod
+    def build(cls, entries: Iterable[ListEntry], *, blocking_from: int = BLOCKING_FROM) -> Index:
+        """Index every name and alias of ``entries``, and each name part for blocking."""
+        index = cls(blocking_from=blocking_from)
+        for entry in entries:
+            position = len(index.entries)
+            index.entries.append(entry)
+            for name in (entry.name, *entry.aliases):
+                normal = normalise(name)
+                if normal:
+                    for token in set(normal.split()):
+                        index.postings.setdefault(token, []).append(len(index.names))
+                    index.names.append(normal)
+                    index.owners.append(position)
+                    index.originals.append(name)
+        index.vocabulary = list(index.postings)
+        return index
+
+    def _candidates(self, query: str) -> list[int]:
+        """Blocking: names sharing a part similar to one of the query's parts (or two of its
+        parts written together), so a search scores thousands of names instead of millions."""
+        tokens = query.split()
+        joined = itertools.permutations(tokens, 2) if len(tokens) <= 4 else []
+        probes = set(tokens) | {a + b for a, b in joined}
+        positions: set[int] = set()
+        for probe in probes:
+            if len(probe) < 3 and len(tokens) > 1:
+                continue  # initials and particles select too much
+            for token, _, _ in process.extract(
+                probe,
+                self.vocabulary,
+                scorer=fuzz.ratio,
+                score_cutoff=TOKEN_CUTOFF,
+                limit=BLOCKING_TOKENS,
+            ):
+                positions.update(self.postings[token])
+        return sorted(positions)
+
+    def search(
+        self, subject: Subject, *, threshold: int = HIT_THRESHOLD, limit: int = 20
+    ) -> list[Match]:
+        """Entries whose best name scores at least ``threshold`` after evidence, best first."""
+        query = normalise(subject.name)
+        if not query or not self.names:
+            return []
+        # Names are stored token-sorted, so a plain ratio is the token-sort ratio (and faster).
+        # A low prefilter keeps names that contain the query with extra parts (a middle name),
+        # which are then scored as subsets.
+        scores: dict[int, float] = {}
+        if len(self.names) >= self.blocking_from:
+            positions = self._candidates(query)
+            pool: Any = {p: self.names[p] for p in positions}
+        else:
+            pool = self.names
+        for _, score, position in process.extract(
+            query, pool, scorer=fuzz.ratio, score_cutoff=PREFILTER, limit=limit * 10
+        ):
+            candidate = self.names[position]
+            if " " in query and " " in candidate:
+                score = max(score, fuzz.token_set_ratio(query, candidate) * SUBSET_WEIGHT)
+            scores[position] = score
+        best: dict[int, Match] = {}
+        for position, name_score in scores.items():
+            owner = self.owners[position]
+            match = explain(
+                self.entries[owner], owner, self.originals[position], name_score, subject
+            )
+            if match.score >= threshold and (owner not in best or match.score > best[owner].score):
+                best[owner] = match
+        return sorted(best.values(), key=lambda m: (-m.score, m.entry_index))[:limit]
+
+
+def explain(
+    entry: ListEntry, owner: int, matched: str, name_score: float, subject: Subject
+) -> Match:
+    """Score a name match with the supporting evidence, and say why."""
+    score = name_score
+    why = [f"name {name_score:.0f}% similar to {matched!r}"]
+    if entry.schema != subject.schema:
+        score -= 20
+        why.append(f"listed as {entry.schema}, screened as {subject.schema} (-20)")
+    if subject.birth_date and entry.birth_years:
+        if subject.birth_date.year in entry.birth_years:
+            score += 5
+            why.append(f"birth year {subject.birth_date.year} matches (+5)")
+        elif all(abs(subject.birth_date.year - y) > 1 for y in entry.birth_years):
+            score -= 15
+            why.append(f"birth year differs from {list(entry.birth_years)} (-15)")
+    if subject.countries and entry.countries:
+        if set(subject.countries) & set(entry.countries):
+            why.append("country matches")
+        else:
+            score -= 10
+            why.append(f"countries differ ({list(entry.countries)}) (-10)")
+    final = max(0, min(100, round(score)))
+    return Match(owner, matched, final, name_score, tuple(why))
+
+
+def iter_lines(text: str) -> Iterator[str]:
+    """The lines of a JSON-lines document."""
+    yield from io.StringIO(text)

@@ -1,0 +1,1 @@
+"""Staff roles (RBAC): Django groups with permissions, role checks and maker-checker."""

@@ -1,0 +1,105 @@
+"""Events the trading module emits (stream ``trading``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from brokerdesk.core.events import DomainEvent
+
+
+@dataclass(frozen=True)
+class DealClosed(DomainEvent):
+    """``trading.deal_closed``: a closing trade deal (entry OUT, INOUT or OUT_BY) was stored.
+
+    Emitted once per (server, deal ticket), in the transaction that stored the deal. For IB
+    commissions (volume), bonuses (unlock conditions) and prop-firm rules (realised P/L).
+    """
+
+    type: ClassVar[str] = "trading.deal_closed"
+    stream: ClassVar[str] = "trading"
+
+    server: str
+    login: int
+    deal: int
+    position_id: int
+    symbol: str
+    action: int
+    entry: int
+    reason: int
+    volume: int
+    volume_ext: int
+    volume_closed: int
+    volume_closed_ext: int
+    profit: int
+    commission: int
+    storage: int
+    fee: int
+    currency_digits: int
+    time_msc: int
+
+    def aggregate_id(self) -> str:
+        return f"{self.server}:{self.login}"
+
+    def payload(self) -> dict[str, Any]:
+        """Fields as JSON (built directly: this event is on the ingest hot path)."""
+        return {
+            "server": self.server,
+            "login": self.login,
+            "deal": self.deal,
+            "position_id": self.position_id,
+            "symbol": self.symbol,
+            "action": self.action,
+            "entry": self.entry,
+            "reason": self.reason,
+            "volume": self.volume,
+            "volume_ext": self.volume_ext,
+            "volume_closed": self.volume_closed,
+            "volume_closed_ext": self.volume_closed_ext,
+            "profit": self.profit,
+            "commission": self.commission,
+            "storage": self.storage,
+            "fee": self.fee,
+            "currency_digits": self.currency_digits,
+            "time_msc": self.time_msc,
+        }
+
+
+@dataclass(frozen=True)
+class AccountOpened(DomainEvent):
+    """``trading.account_opened``: a trading account (server, login) was linked to a client."""
+
+    type: ClassVar[str] = "trading.account_opened"
+    stream: ClassVar[str] = "trading"
+
+    account_id: str
+    client_id: str
+    server: str
+    login: int
+    currency: str
+    group: str
+    leverage: int
+    is_live: bool
+
+    def aggregate_id(self) -> str:
+        return self.account_id
+
+
+@dataclass(frozen=True)
+class TransferCompleted(DomainEvent):
+    """``transfer.completed``: a wallet↔trading transfer reached a final state."""
+
+    type: ClassVar[str] = "transfer.completed"
+    stream: ClassVar[str] = "trading"
+
+    transfer_id: str
+    client_id: str
+    account_id: str
+    direction: str
+    amount: int
+    currency: str
+    state: str  # completed | failed
+    platform_ticket: int | None = None
+
+    def aggregate_id(self) -> str:
+        return self.transfer_id

@@ -1,0 +1,509 @@
+"""Platform events (the bridge's ``platform.<server>`` streams) into the trading tables.
+
+``apply_messages`` is the consumer's body. It runs inside the consumer runner's transaction
+(one per batch) and is idempotent and order-free on its own, whatever the runner does:
+
+* deals: one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (PostgreSQL: from
+  ``unnest`` arrays, one statement per batch); only the rows actually inserted go on;
+* the account summary: per (server, login) the sums of the newly inserted deals are added
+  (balance, credit, count) and the newest ticket/time kept (``GREATEST``) — sums commute, so
+  duplicates and reordering cannot change the result;
+* positions: upsert per (server, position) where the incoming ``time_update_msc`` is not older
+  and the stored row is not closed (a delete that overtook an update wins);
+* account snapshots (stop-out / margin-call events, polls): margin figures, newest wins;
+* ``trading.deal_closed`` for every newly inserted closing trade deal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connection
+
+from brokerdesk.core.bus.base import Message
+from brokerdesk.core.events import emit_many
+from brokerdesk.trading.events import DealClosed
+from brokerdesk.trading.platform.port import AccountState, DealAction, DealEntry
+
+DEAL_COLUMNS = (
+    "server",
+    "deal",
+    "time",
+    "time_msc",
+    "login",
+    "action",
+    "entry",
+    "reason",
+    "order",
+    "position_id",
+    "symbol",
+    "volume",
+    "volume_ext",
+    "volume_closed",
+    "volume_closed_ext",
+    "price",
+    "digits",
+    "contract_size",
+    "currency_digits",
+    "profit",
+    "commission",
+    "storage",
+    "fee",
+    "comment",
+    "external_id",
+    "ingested_msc",
+)
+_PG_TYPES = {
+    "server": "varchar",
+    "time": "timestamptz",
+    "symbol": "varchar",
+    "comment": "varchar",
+    "external_id": "varchar",
+    "action": "smallint",
+    "entry": "smallint",
+    "reason": "smallint",
+    "digits": "smallint",
+    "currency_digits": "smallint",
+}
+POSITION_COLUMNS = (
+    "server",
+    "position",
+    "login",
+    "symbol",
+    "action",
+    "volume",
+    "price_open",
+    "price_current",
+    "digits",
+    "contract_size",
+    "profit",
+    "storage",
+    "currency_digits",
+    "time_create_msc",
+    "time_update_msc",
+    "closed",
+)
+CLOSING_ENTRIES = frozenset({DealEntry.ENTRY_OUT, DealEntry.ENTRY_INOUT, DealEntry.ENTRY_OUT_BY})
+TRADE_ACTIONS = frozenset({DealAction.DEAL_BUY, DealAction.DEAL_SELL})
+SQLITE_CHUNK = 1000  # rows per statement (SQLite allows 32,766 parameters)
+
+
+@dataclass
+class IngestResult:
+    """What one batch changed."""
+
+    deals_seen: int = 0
+    deals_inserted: int = 0
+    deals_duplicate: int = 0
+    closed_events: int = 0
+    positions: int = 0
+    snapshots: int = 0
+    users: int = 0
+    logins: set[tuple[str, int]] = field(default_factory=set)
+
+
+def now_msc() -> int:
+    """Wall-clock milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def _greatest() -> str:
+    return "GREATEST" if connection.vendor == "postgresql" else "MAX"
+
+
+def apply_messages(messages: Sequence[Message]) -> IngestResult:
+    """Apply one batch of platform messages (call inside a transaction)."""
+    result = IngestResult()
+    deals: dict[tuple[str, int], dict[str, Any]] = {}
+    positions: dict[tuple[str, int], dict[str, Any]] = {}
+    snapshots: list[tuple[str, dict[str, Any], int]] = []
+    users: list[dict[str, Any]] = []
+    for m in messages:
+        kind = m.type
+        p = m.payload
+        if kind == "platform.deal.add":
+            result.deals_seen += 1
+            deals.setdefault((p["server"], int(p["deal"])), p)
+        elif kind.startswith("platform.position."):
+            row = dict(p, closed=kind == "platform.position.delete")
+            key = (p["server"], int(p["position"]))
+            old = positions.get(key)
+            if old is None or (row["time_update_msc"], row["closed"]) >= (
+                old["time_update_msc"],
+                old["closed"],
+            ):
+                positions[key] = row
+        elif kind.startswith("platform.account."):
+            snapshots.append((p["server"], p, _occurred_msc(m)))
+        elif kind in ("platform.user.add", "platform.user.update"):
+            users.append(p)
+    ingested = now_msc()
+    inserted = insert_deals(list(deals.values()), ingested) if deals else []
+    result.deals_inserted = len(inserted)
+    result.deals_duplicate = result.deals_seen - len(inserted)
+    touched: set[tuple[str, int]] = {(d["server"], int(d["login"])) for d in inserted}
+    pos_logins = {(p["server"], int(p["login"])) for p in positions.values()}
+    touched |= pos_logins
+    touched |= {(s, int(p["login"])) for s, p, _ in snapshots}
+    if touched:
+        _upsert_summaries(inserted, touched, ingested)
+    if positions:
+        _upsert_positions(list(positions.values()))
+        _refresh_open_pl(pos_logins, ingested)
+        result.positions = len(positions)
+    for server, p, at in snapshots:
+        apply_account_state(server, _state(p), at, now=ingested)
+    result.snapshots = len(snapshots)
+    if touched:
+        _refresh_equity(touched)
+    for u in users:
+        _apply_user(u)
+    result.users = len(users)
+    closed = [
+        d
+        for d in inserted
+        if int(d["entry"]) in CLOSING_ENTRIES and int(d["action"]) in TRADE_ACTIONS
+    ]
+    if closed:
+        emit_many(_deal_closed(d) for d in closed)
+    result.closed_events = len(closed)
+    result.logins = touched
+    return result
+
+
+def _occurred_msc(m: Message) -> int:
+    try:
+        return int(datetime.fromisoformat(m.occurred_at).timestamp() * 1000)
+    except ValueError:
+        return now_msc()
+
+
+def _state(p: dict[str, Any]) -> AccountState:
+    return AccountState(
+        login=int(p["login"]),
+        currency_digits=int(p.get("currency_digits", 2)),
+        balance=int(p.get("balance", 0)),
+        credit=int(p.get("credit", 0)),
+        equity=int(p.get("equity", 0)),
+        margin=int(p.get("margin", 0)),
+        margin_free=int(p.get("margin_free", 0)),
+        margin_level=int(p.get("margin_level", 0)),
+        profit=int(p.get("profit", 0)),
+        storage=int(p.get("storage", 0)),
+    )
+
+
+def _deal_closed(d: dict[str, Any]) -> DealClosed:
+    return DealClosed(
+        server=d["server"],
+        login=int(d["login"]),
+        deal=int(d["deal"]),
+        position_id=int(d.get("position_id", 0)),
+        symbol=d.get("symbol", ""),
+        action=int(d["action"]),
+        entry=int(d["entry"]),
+        reason=int(d.get("reason", 0)),
+        volume=int(d.get("volume", 0)),
+        volume_ext=int(d.get("volume_ext", 0)),
+        volume_closed=int(d.get("volume_closed", 0)),
+        volume_closed_ext=int(d.get("volume_closed_ext", 0)),
+        profit=int(d.get("profit", 0)),
+        commission=int(d.get("commission", 0)),
+        storage=int(d.get("storage", 0)),
+        fee=int(d.get("fee", 0)),
+        currency_digits=int(d.get("currency_digits", 2)),
+        time_msc=int(d["time_msc"]),
+    )
+
+
+# --- deals -------------------------------------------------------------------------------------
+
+
+def _deal_row(d: dict[str, Any], ingested: int) -> list[Any]:
+    t = int(d["time_msc"])
+    return [
+        d["server"],
+        int(d["deal"]),
+        datetime.fromtimestamp(t / 1000, tz=UTC),
+        t,
+        int(d["login"]),
+        int(d["action"]),
+        int(d["entry"]),
+        int(d.get("reason", 0)),
+        int(d.get("order", 0)),
+        int(d.get("position_id", 0)),
+        d.get("symbol", "") or "",
+        int(d.get("volume", 0)),
+        int(d.get("volume_ext", 0)),
+        int(d.get("volume_closed", 0)),
+        int(d.get("volume_closed_ext", 0)),
+        int(d.get("price", 0)),
+        int(d.get("digits", 0)),
+        int(d.get("contract_size", 0)),
+        int(d.get("currency_digits", 2)),
+        int(d.get("profit", 0)),
+        int(d.get("commission", 0)),
+        int(d.get("storage", 0)),
+        int(d.get("fee", 0)),
+        d.get("comment", "") or "",
+        d.get("external_id", "") or "",
+        ingested,
+    ]
+
+
+def insert_deals(deals: list[dict[str, Any]], ingested: int) -> list[dict[str, Any]]:
+    """Insert deals once per (server, ticket); return the ones that were new."""
+    rows = [_deal_row(d, ingested) for d in deals]
+    columns = ", ".join(_q(c) for c in DEAL_COLUMNS)
+    new_keys: set[tuple[str, int]] = set()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = [list(col) for col in zip(*rows, strict=True)]
+            casts = ", ".join(f"%s::{_PG_TYPES.get(c, 'bigint')}[]" for c in DEAL_COLUMNS)
+            cursor.execute(
+                f"INSERT INTO trading_deal ({columns}) SELECT * FROM unnest({casts}) "  # noqa: S608
+                "ON CONFLICT DO NOTHING RETURNING server, deal",
+                arrays,
+            )
+            new_keys.update((s, int(t)) for s, t in cursor.fetchall())
+        else:
+            adapt = connection.ops.adapt_datetimefield_value
+            for i in range(0, len(rows), SQLITE_CHUNK):
+                chunk = rows[i : i + SQLITE_CHUNK]
+                marks = "(" + ", ".join(["%s"] * len(DEAL_COLUMNS)) + ")"
+                params: list[Any] = []
+                for row in chunk:
+                    row[2] = adapt(row[2])
+                    params.extend(row)
+                cursor.execute(
+                    f"INSERT INTO trading_deal ({columns}) VALUES "  # noqa: S608
+                    + ", ".join([marks] * len(chunk))
+                    + " ON CONFLICT DO NOTHING RETURNING server, deal",
+                    params,
+                )
+                new_keys.update((s, int(t)) for s, t in cursor.fetchall())
+    return [d for d in deals if (d["server"], int(d["deal"])) in new_keys]
+
+
+def balance_effect(d: dict[str, Any]) -> tuple[int, int]:
+    """(balance change, credit change) of one deal, minor units."""
+    amount = int(d.get("profit", 0))
+    action = int(d["action"])
+    if action in (DealAction.DEAL_CREDIT, DealAction.DEAL_SO_COMPENSATION_CREDIT):
+        return 0, amount
+    if action in (DealAction.DEAL_BUY_CANCELED, DealAction.DEAL_SELL_CANCELED):
+        return 0, 0
+    return (
+        amount + int(d.get("commission", 0)) + int(d.get("storage", 0)) + int(d.get("fee", 0)),
+        0,
+    )
+
+
+# --- summary -----------------------------------------------------------------------------------
+
+
+def _upsert_summaries(
+    inserted: Iterable[dict[str, Any]], touched: set[tuple[str, int]], now: int
+) -> None:
+    agg: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 2])
+    for d in inserted:
+        a = agg[(d["server"], int(d["login"]))]
+        dbal, dcred = balance_effect(d)
+        a[0] += dbal
+        a[1] += dcred
+        a[2] += 1
+        a[3] = max(a[3], int(d["deal"]))
+        a[4] = max(a[4], int(d["time_msc"]))
+        a[5] = int(d.get("currency_digits", 2))
+    rows = []
+    for key in sorted(touched):  # a fixed order: concurrent consumers lock rows alike
+        bal, cred, n, ticket, tmsc, digits = agg.get(key, [0, 0, 0, 0, 0, 2])
+        rows.append([key[0], key[1], digits, bal, cred, n, ticket, tmsc, now])
+    g = _greatest()
+    t = "trading_account_summary"
+    sql_head = (
+        f"INSERT INTO {t} (server, login, currency_digits, balance, credit, deals, "  # noqa: S608
+        "last_deal_ticket, last_deal_time_msc, updated_msc, open_pl, equity, margin, "
+        "margin_free, margin_level, state_time_msc) "
+    )
+    sql_tail = (
+        " ON CONFLICT (server, login) DO UPDATE SET "
+        f"balance = {t}.balance + excluded.balance, "
+        f"credit = {t}.credit + excluded.credit, "
+        f"deals = {t}.deals + excluded.deals, "
+        f"last_deal_ticket = {g}({t}.last_deal_ticket, excluded.last_deal_ticket), "
+        f"last_deal_time_msc = {g}({t}.last_deal_time_msc, excluded.last_deal_time_msc), "
+        f"currency_digits = CASE WHEN excluded.deals > 0 THEN excluded.currency_digits "
+        f"ELSE {t}.currency_digits END, "
+        "updated_msc = excluded.updated_msc"
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = [list(col) for col in zip(*rows, strict=True)]
+            cursor.execute(
+                sql_head
+                + "SELECT s, l, cd, b, c, n, tk, tm, u, 0, 0, 0, 0, 0, 0 FROM unnest("
+                "%s::varchar[], %s::bigint[], %s::smallint[], %s::bigint[], %s::bigint[], "
+                "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+                "AS x(s, l, cd, b, c, n, tk, tm, u)" + sql_tail,
+                arrays,
+            )
+        else:
+            for i in range(0, len(rows), SQLITE_CHUNK):
+                chunk = rows[i : i + SQLITE_CHUNK]
+                marks = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0, 0, 0, 0, 0)"
+                cursor.execute(
+                    sql_head + "VALUES " + ", ".join([marks] * len(chunk)) + sql_tail,
+                    [v for row in chunk for v in row],
+                )
+
+
+def _by_server(keys: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = defaultdict(list)
+    for server, login in sorted(keys):
+        grouped[server].append(login)
+    return grouped
+
+
+def _login_filter(logins: list[int]) -> tuple[str, list[Any]]:
+    if connection.vendor == "postgresql":
+        return "login = ANY(%s)", [logins]
+    return "login IN (" + ", ".join(["%s"] * len(logins)) + ")", list(logins)
+
+
+def _refresh_open_pl(keys: set[tuple[str, int]], now: int) -> None:
+    t = "trading_account_summary"
+    with connection.cursor() as cursor:
+        for server, logins in _by_server(keys).items():
+            for i in range(0, len(logins), SQLITE_CHUNK):
+                where, params = _login_filter(logins[i : i + SQLITE_CHUNK])
+                cursor.execute(
+                    f"UPDATE {t} SET open_pl = COALESCE((SELECT SUM(p.profit + p.storage) "  # noqa: S608
+                    f"FROM trading_position p WHERE p.server = {t}.server "
+                    f"AND p.login = {t}.login AND NOT p.closed), 0), updated_msc = %s "
+                    f"WHERE server = %s AND {where}",
+                    [now, server, *params],
+                )
+
+
+def _refresh_equity(keys: set[tuple[str, int]]) -> None:
+    with connection.cursor() as cursor:
+        for server, logins in _by_server(keys).items():
+            for i in range(0, len(logins), SQLITE_CHUNK):
+                where, params = _login_filter(logins[i : i + SQLITE_CHUNK])
+                cursor.execute(
+                    "UPDATE trading_account_summary SET equity = balance + credit + open_pl "  # noqa: S608
+                    f"WHERE server = %s AND {where}",
+                    [server, *params],
+                )
+
+
+def apply_account_state(server: str, state: AccountState, at_msc: int, *, now: int = 0) -> bool:
+    """Margin figures from a snapshot taken at ``at_msc``; an older one changes nothing."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO trading_account_summary (server, login, currency_digits, balance, "
+            "credit, deals, last_deal_ticket, last_deal_time_msc, updated_msc, open_pl, equity, "
+            "margin, margin_free, margin_level, state_time_msc) "
+            "VALUES (%s, %s, %s, 0, 0, 0, 0, 0, %s, 0, 0, 0, 0, 0, 0) "
+            "ON CONFLICT (server, login) DO NOTHING",
+            [server, state.login, state.currency_digits, now or now_msc()],
+        )
+        cursor.execute(
+            "UPDATE trading_account_summary SET margin = %s, margin_free = %s, "
+            "margin_level = %s, state_time_msc = %s, updated_msc = %s "
+            "WHERE server = %s AND login = %s AND state_time_msc <= %s",
+            [
+                state.margin,
+                state.margin_free,
+                state.margin_level,
+                at_msc,
+                now or now_msc(),
+                server,
+                state.login,
+                at_msc,
+            ],
+        )
+        return bool(cursor.rowcount)
+
+
+# --- positions and users -----------------------------------------------------------------------
+
+
+def _position_row(p: dict[str, Any]) -> list[Any]:
+    return [
+        p["server"],
+        int(p["position"]),
+        int(p["login"]),
+        p.get("symbol", ""),
+        int(p.get("action", 0)),
+        int(p.get("volume", 0)),
+        int(p.get("price_open", 0)),
+        int(p.get("price_current", 0)),
+        int(p.get("digits", 0)),
+        int(p.get("contract_size", 0)),
+        int(p.get("profit", 0)),
+        int(p.get("storage", 0)),
+        int(p.get("currency_digits", 2)),
+        int(p.get("time_create_msc", 0)),
+        int(p.get("time_update_msc", 0)),
+        bool(p["closed"]),
+    ]
+
+
+def _upsert_positions(positions: list[dict[str, Any]]) -> None:
+    rows = [_position_row(p) for p in sorted(positions, key=lambda p: (p["server"], p["position"]))]
+    t = "trading_position"
+    cols = ", ".join(POSITION_COLUMNS)
+    updates = ", ".join(
+        f"{c} = excluded.{c}" for c in POSITION_COLUMNS if c not in ("server", "position")
+    )
+    tail = (
+        f" ON CONFLICT (server, position) DO UPDATE SET {updates} "
+        f"WHERE NOT {t}.closed AND excluded.time_update_msc >= {t}.time_update_msc"
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            types = [
+                "varchar", "bigint", "bigint", "varchar", "smallint", "bigint", "bigint",
+                "bigint", "smallint", "bigint", "bigint", "bigint", "smallint", "bigint",
+                "bigint", "boolean",
+            ]  # fmt: skip
+            arrays = [list(col) for col in zip(*rows, strict=True)]
+            casts = ", ".join(f"%s::{ty}[]" for ty in types)
+            cursor.execute(
+                f"INSERT INTO {t} ({cols}) SELECT * FROM unnest({casts})" + tail,  # noqa: S608
+                arrays,
+            )
+        else:
+            marks = "(" + ", ".join(["%s"] * len(POSITION_COLUMNS)) + ")"
+            for i in range(0, len(rows), SQLITE_CHUNK):
+                chunk = rows[i : i + SQLITE_CHUNK]
+                cursor.execute(
+                    f"INSERT INTO {t} ({cols}) VALUES "  # noqa: S608
+                    + ", ".join([marks] * len(chunk))
+                    + tail,
+                    [v for row in chunk for v in row],
+                )
+
+
+def _apply_user(p: dict[str, Any]) -> None:
+    """Group and leverage changes of a login we know (other logins are not ours)."""
+    from brokerdesk.trading.models import TradingAccount
+
+    TradingAccount.objects.filter(server=p["server"], login=int(p["login"])).exclude(
+        group=p.get("group", ""), leverage=int(p.get("leverage", 0))
+    ).update(
+        group=p.get("group", ""),
+        leverage=int(p.get("leverage", 0)),
+        updated_at=datetime.now(UTC),
+    )

@@ -1,0 +1,1 @@
+"""The platform port and its adapters."""

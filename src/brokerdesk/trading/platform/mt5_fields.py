@@ -1,0 +1,120 @@
+"""Conversions from MT5-shaped objects (``MTDeal``, ``MTPosition``, ``MTUser``, ``MTAccount``)
+to the port's types. Works on ``MT5Manager`` objects (attributes) and on the simulator's wire
+dicts (keys) alike: both use MT5's field names and units. This is the edge where floats end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from brokerdesk.trading.platform.port import (
+    AccountState,
+    Deal,
+    DealAction,
+    DealEntry,
+    PlatformUser,
+    Position,
+    PositionAction,
+    to_minor,
+    to_points,
+)
+
+Getter = Callable[[str, Any], Any]
+
+
+def getter(obj: Any) -> Getter:
+    """``get(name, default)`` over a mapping or an object with attributes."""
+    if isinstance(obj, Mapping):
+        return obj.get
+    return lambda name, default: getattr(obj, name, default)
+
+
+def deal_from_mt5(obj: Any) -> Deal:
+    """An ``MTDeal`` as a :class:`Deal` (money to minor units of ``DigitsCurrency``)."""
+    g = getter(obj)
+    cd = int(g("DigitsCurrency", 2))
+    digits = int(g("Digits", 0))
+    time_msc = int(g("TimeMsc", 0)) or int(g("Time", 0)) * 1000
+    return Deal(
+        deal=int(g("Deal", 0)),
+        login=int(g("Login", 0)),
+        action=DealAction(int(g("Action", 0))),
+        entry=DealEntry(int(g("Entry", 0))),
+        time_msc=time_msc,
+        currency_digits=cd,
+        profit=to_minor(g("Profit", 0.0), cd),
+        commission=to_minor(g("Commission", 0.0), cd),
+        storage=to_minor(g("Storage", 0.0), cd),
+        fee=to_minor(g("Fee", 0.0), cd),
+        order=int(g("Order", 0)),
+        position_id=int(g("PositionID", 0)),
+        reason=int(g("Reason", 0)),
+        symbol=str(g("Symbol", "") or ""),
+        volume=int(g("Volume", 0)),
+        volume_ext=int(g("VolumeExt", 0)),
+        volume_closed=int(g("VolumeClosed", 0)),
+        volume_closed_ext=int(g("VolumeClosedExt", 0)),
+        price=to_points(g("Price", 0.0), digits),
+        digits=digits,
+        contract_size=round(float(g("ContractSize", 0.0))),
+        comment=str(g("Comment", "") or ""),
+        external_id=str(g("ExternalID", "") or ""),
+    )
+
+
+def position_from_mt5(obj: Any, currency_digits: int) -> Position:
+    """An ``MTPosition`` as a :class:`Position`."""
+    g = getter(obj)
+    digits = int(g("Digits", 0))
+    return Position(
+        position=int(g("Position", 0)),
+        login=int(g("Login", 0)),
+        symbol=str(g("Symbol", "")),
+        action=PositionAction(int(g("Action", 0))),
+        volume=int(g("Volume", 0)),
+        volume_ext=int(g("VolumeExt", 0)),
+        price_open=to_points(g("PriceOpen", 0.0), digits),
+        price_current=to_points(g("PriceCurrent", 0.0), digits),
+        digits=digits,
+        contract_size=round(float(g("ContractSize", 0.0))),
+        profit=to_minor(g("Profit", 0.0), currency_digits),
+        storage=to_minor(g("Storage", 0.0), currency_digits),
+        currency_digits=currency_digits,
+        time_create_msc=int(g("TimeCreateMsc", 0)),
+        time_update_msc=int(g("TimeUpdateMsc", 0)),
+        comment=str(g("Comment", "") or ""),
+    )
+
+
+def user_from_mt5(obj: Any, currency_digits: int) -> PlatformUser:
+    """An ``MTUser`` as a :class:`PlatformUser`."""
+    g = getter(obj)
+    return PlatformUser(
+        login=int(g("Login", 0)),
+        group=str(g("Group", "")),
+        leverage=int(g("Leverage", 0)),
+        rights=int(g("Rights", 0)),
+        name=str(g("Name", "") or ""),
+        email=str(g("EMail", "") or ""),
+        comment=str(g("Comment", "") or ""),
+        currency_digits=currency_digits,
+    )
+
+
+def account_from_mt5(obj: Any) -> AccountState:
+    """An ``MTAccount`` as an :class:`AccountState`."""
+    g = getter(obj)
+    cd = int(g("CurrencyDigits", 2))
+    return AccountState(
+        login=int(g("Login", 0)),
+        currency_digits=cd,
+        balance=to_minor(g("Balance", 0.0), cd),
+        credit=to_minor(g("Credit", 0.0), cd),
+        equity=to_minor(g("Equity", 0.0), cd),
+        margin=to_minor(g("Margin", 0.0), cd),
+        margin_free=to_minor(g("MarginFree", 0.0), cd),
+        margin_level=to_minor(g("MarginLevel", 0.0), 2),
+        profit=to_minor(g("Profit", 0.0), cd),
+        storage=to_minor(g("Storage", 0.0), cd),
+    )

@@ -1,0 +1,183 @@
+"""The ingest consumer: batched, idempotent on (server, ticket), order-free, read model kept."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+
+from brokerdesk.core.bus.base import Message
+from brokerdesk.core.consumers import Consumer, register, unregister
+from brokerdesk.core.models import OutboxEvent
+from brokerdesk.trading.bridge import Bridge, MemoryCheckpointStore
+from brokerdesk.trading.ingest import apply_account_state, apply_messages
+from brokerdesk.trading.models import AccountSummary, TradingDeal, TradingPosition
+from brokerdesk.trading.platform.port import (
+    AccountState,
+    Deal,
+    DealAction,
+    DealEntry,
+    EventKind,
+    PlatformEvent,
+    Position,
+    PositionAction,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+T0 = 1_790_000_000_000
+
+
+class _NoPort:
+    server_name = "live"
+
+
+def to_message(event: PlatformEvent, server: str = "live") -> Message:
+    bridge = Bridge(server, _NoPort(), lambda m: None, MemoryCheckpointStore())  # type: ignore[arg-type]
+    return bridge.to_message(event, "live")
+
+
+def deal(ticket: int, login: int = 7001, **kw: object) -> Message:
+    values: dict[str, object] = {
+        "deal": ticket,
+        "login": login,
+        "action": DealAction.DEAL_BUY,
+        "entry": DealEntry.ENTRY_IN,
+        "time_msc": T0 + ticket,
+        "currency_digits": 2,
+        "symbol": "EURUSD",
+        "volume": 10000,
+        "commission": -350,
+    }
+    values.update(kw)
+    return to_message(PlatformEvent(EventKind.DEAL_ADD, Deal(**values)))  # type: ignore[arg-type]
+
+
+def position(pid: int, profit: int, t: int, kind: EventKind = EventKind.POSITION_UPDATE) -> Message:
+    pos = Position(
+        position=pid,
+        login=7001,
+        symbol="EURUSD",
+        action=PositionAction.POSITION_BUY,
+        volume=10000,
+        volume_ext=10000 * 10000,
+        price_open=108500,
+        price_current=108400,
+        digits=5,
+        contract_size=100000,
+        profit=profit,
+        storage=0,
+        currency_digits=2,
+        time_create_msc=T0,
+        time_update_msc=T0 + t,
+    )
+    return to_message(PlatformEvent(kind, pos, T0 + t))
+
+
+def history() -> list[Message]:
+    """Deposit 1,000.00, open, partial close (+20.00), close (−5.00), credit 50.00."""
+    return [
+        deal(1, action=DealAction.DEAL_BALANCE, profit=100_000, commission=0, symbol=""),
+        deal(2, commission=-350),
+        deal(3, action=DealAction.DEAL_SELL, entry=DealEntry.ENTRY_OUT, profit=2000, volume=5000,
+             volume_closed=5000, commission=-175),  # fmt: skip
+        deal(4, action=DealAction.DEAL_SELL, entry=DealEntry.ENTRY_OUT, profit=-500, volume=5000,
+             volume_closed=5000, commission=-175, storage=-30),  # fmt: skip
+        deal(5, action=DealAction.DEAL_CREDIT, profit=5000, commission=0, symbol=""),
+    ]
+
+
+EXPECTED_BALANCE = 100_000 - 350 + 2000 - 175 - 500 - 175 - 30
+
+
+def summary() -> AccountSummary:
+    return AccountSummary.objects.get(server="live", login=7001)
+
+
+@pytest.fixture
+def runner_spec() -> Iterator[Consumer]:
+    spec = register("test.trading.ingest", ["platform.live"], apply_messages, batch_size=3)
+    yield spec
+    unregister("test.trading.ingest")
+
+
+def test_duplicates_and_reordering_store_each_deal_once_with_the_same_summary() -> None:
+    # Given the same history delivered in order, and again shuffled with every event twice,
+    apply_messages(history())
+    first = summary()
+    rng = random.Random(5)
+    for _ in range(3):
+        noisy = history() + history()
+        rng.shuffle(noisy)
+        for i in range(0, len(noisy), 3):  # in small batches
+            apply_messages(noisy[i : i + 3])
+    # then each deal is stored once and the read model did not move.
+    assert TradingDeal.objects.filter(server="live").count() == 5
+    again = summary()
+    assert (again.balance, again.credit, again.deals) == (EXPECTED_BALANCE, 5000, 5)
+    assert (first.balance, first.credit, first.last_deal_ticket) == (
+        again.balance,
+        again.credit,
+        again.last_deal_ticket,
+    )
+    assert again.last_deal_ticket == 5 and again.last_deal_time_msc == T0 + 5
+    assert again.equity == EXPECTED_BALANCE + 5000
+
+
+def test_out_of_order_deals_give_the_same_state_as_in_order() -> None:
+    msgs = history()
+    apply_messages(list(reversed(msgs)))
+    s = summary()
+    assert (s.balance, s.credit, s.last_deal_ticket) == (EXPECTED_BALANCE, 5000, 5)
+
+
+def test_closing_deals_emit_deal_closed_once() -> None:
+    apply_messages(history())
+    apply_messages(history())
+    events = OutboxEvent.objects.filter(type="trading.deal_closed")
+    assert sorted(e.payload["deal"] for e in events) == [3, 4]
+    closed = {e.payload["deal"]: e.payload for e in events}
+    assert closed[3]["volume_closed"] == 5000 and closed[3]["profit"] == 2000
+    assert closed[4]["storage"] == -30
+
+
+def test_an_older_position_update_never_overwrites_a_newer_one() -> None:
+    apply_messages(history()[:2])
+    apply_messages([position(9, -1500, t=30)])
+    apply_messages([position(9, -400, t=10)])  # older, arrives late
+    row = TradingPosition.objects.get(server="live", position=9)
+    assert row.profit == -1500
+    s = summary()
+    assert s.open_pl == -1500 and s.equity == s.balance + s.credit - 1500
+    # A delete that overtook its last update wins: the late update does not reopen it.
+    apply_messages([position(9, -1500, t=40, kind=EventKind.POSITION_DELETE)])
+    apply_messages([position(9, -900, t=35)])
+    assert TradingPosition.objects.get(server="live", position=9).closed
+    assert summary().open_pl == 0
+
+
+def test_account_snapshots_are_monotonic() -> None:
+    apply_messages(history()[:1])
+    state = AccountState(7001, 2, 100_000, 0, 100_000, 2000, 98_000, 500_000)
+    assert apply_account_state("live", state, T0 + 100)
+    older = AccountState(7001, 2, 100_000, 0, 100_000, 9999, 90_001, 100)
+    assert not apply_account_state("live", older, T0 + 50)
+    s = summary()
+    assert (s.margin, s.margin_free, s.state_time_msc) == (2000, 98_000, T0 + 100)
+
+
+def test_the_consumer_runner_batches_and_records_processed_ids(runner_spec) -> None:
+    from brokerdesk.core.bus.factory import get_bus
+    from brokerdesk.core.worker import drain
+
+    bus = get_bus()
+    try:
+        bus.publish(history() + history()[:2])
+        totals = drain(bus, [runner_spec])
+        assert totals["test.trading.ingest"].processed == 5
+        bus.publish(history())  # redelivered later: the processed ids turn it into a no-op
+        drain(bus, [runner_spec])
+    finally:
+        bus.close()
+    assert TradingDeal.objects.count() == 5
+    assert summary().balance == EXPECTED_BALANCE
