@@ -12,6 +12,7 @@ from brokerdesk.clients.api import router as clients_router
 from brokerdesk.compliance.api import router as compliance_router
 from brokerdesk.core.errors import DomainError
 from brokerdesk.ledger.api import router as ledger_router
+from brokerdesk.partners.api import router as partners_router
 from brokerdesk.payments.api import router as payments_router
 
 api = NinjaAPI(
@@ -32,3 +33,4 @@ api.add_router("/ledger/", ledger_router)
 api.add_router("/clients/", clients_router)
 api.add_router("/compliance/", compliance_router)
 api.add_router("/payments/", payments_router)
+api.add_router("/partners/", partners_router)

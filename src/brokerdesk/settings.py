@@ -73,9 +73,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     # staff without an active authenticator are sent to set one up before any page
     "brokerdesk.backoffice.middleware.StaffMfaRequiredMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -175,10 +175,11 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
 # Caches: allauth's rate limits count in the cache; share them between processes with Redis.
+_CACHE_URL = os.environ.get("CACHE_URL", "")
 CACHES: dict[str, Any] = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
-        if (url := os.environ.get("CACHE_URL", "")).startswith(("redis://", "rediss://"))
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
+        if _CACHE_URL.startswith(("redis://", "rediss://"))
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
@@ -198,7 +199,9 @@ EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", True)
 EMAIL_USE_SSL = _env_bool("EMAIL_USE_SSL", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Brokerdesk <no-reply@localhost>")
 
-# Sign-up and sign-in (django-allauth): e-mail only, verified before the first sign-in.
+# Sign-up and sign-in (django-allauth): registration by e-mail, verified before the first
+# sign-in; MFA offered to clients, required of staff (brokerdesk.backoffice.middleware).
+ALLOW_SIGNUP = _env_bool("ALLOW_SIGNUP", True)
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
@@ -206,8 +209,11 @@ AUTHENTICATION_BACKENDS = [
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "/portal/"
 ACCOUNT_ADAPTER = "brokerdesk.portal.accounts.AccountAdapter"
-ACCOUNT_FORMS = {"signup": "brokerdesk.portal.accounts.ClientSignupForm"}
-ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_FORMS = {
+    "login": "brokerdesk.portal.accounts.ClientLoginForm",
+    "signup": "brokerdesk.portal.accounts.ClientSignupForm",
+}
+ACCOUNT_LOGIN_METHODS = {"email", "username"}  # clients use the e-mail; staff either
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"

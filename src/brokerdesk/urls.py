@@ -1,10 +1,14 @@
 """URL map: the API, the metrics endpoint, the back office and the pages."""
 
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from brokerdesk.api import api
 from brokerdesk.core.views import health, home, metrics
+
+# The admin signs in through allauth (e-mail verification, MFA, rate limits), never on its own.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
 urlpatterns = [
     path("", home, name="home"),
@@ -12,4 +16,9 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("api/", api.urls),
     path("backoffice/admin/", admin.site.urls),
+    path("backoffice/", include("brokerdesk.backoffice.urls")),
+    path("portal/", include("brokerdesk.portal.urls")),
+    path("partners/", include("brokerdesk.partnerportal.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
 ]

@@ -15,7 +15,7 @@ from collections import Counter
 from django.db import transaction
 from django.db.models import Max
 
-from brokerdesk.core import clock, metrics
+from brokerdesk.core import bulk, clock, metrics
 from brokerdesk.core.bus.base import Bus, Message
 from brokerdesk.core.bus.outbox import take_relay_lock
 from brokerdesk.core.models import OutboxEvent
@@ -50,7 +50,7 @@ def relay_once(bus: Bus, batch_size: int = 500) -> int:
             row.seq = last_seq + offset
             row.relayed_at = now
         bus.publish([to_message(row) for row in rows])
-        OutboxEvent.objects.bulk_update(rows, ["seq", "relayed_at"])
+        bulk.update(OutboxEvent, ["seq", "relayed_at"], rows)
     for stream, count in Counter(row.stream for row in rows).items():
         metrics.EVENTS_RELAYED.labels(stream=stream).inc(count)
     metrics.RELAY_BATCH_SECONDS.observe(time.perf_counter() - started)

@@ -26,14 +26,14 @@ from uuid import UUID
 
 from django.db import IntegrityError, transaction
 
-from brokerdesk.core import audit, clock
+from brokerdesk.core import audit, bulk, clock
 from brokerdesk.core.errors import DomainError, ValidationError
 from brokerdesk.core.events import outbox_row
 from brokerdesk.core.ids import new_id
 from brokerdesk.core.metrics import IDEMPOTENT_REPLAYS
 from brokerdesk.core.models import OutboxEvent
 from brokerdesk.core.money import MAX_MINOR_UNITS, get_currency
-from brokerdesk.ledger import errors, store
+from brokerdesk.ledger import errors
 from brokerdesk.ledger.events import TransferPosted
 from brokerdesk.ledger.models import (
     Bucket,
@@ -973,7 +973,7 @@ class _Batch:
             legs.setdefault(entry.transfer_id, []).append(entry)
         events = [outbox_row(TransferPosted.of(t, legs.get(t.id, []))) for t in self.new_transfers]
         touched = [self.accounts[a] for a in sorted(self.touched)]
-        store.write_batch(
+        bulk.write_batch(
             [(Transfer, self.new_transfers), (Entry, self.new_entries), (OutboxEvent, events)],
             LedgerAccount,
             _SNAPSHOT_FIELDS,

@@ -1,4 +1,4 @@
-"""Fast writes for the batch engine: many rows in few statements.
+"""Fast bulk writes (the ledger's batch engine, the relay, consumers): few statements.
 
 On PostgreSQL a small batch is written in ONE round trip — a statement whose data-modifying
 CTEs insert every table from ``unnest(arrays)`` and whose body updates the balances — and a
@@ -58,8 +58,7 @@ def _pg_insert_sql(model: type[models.Model]) -> str:
     fields = _insert_fields(model)
     columns = ", ".join(f'"{f.column}"' for f in fields)
     selects = ", ".join(
-        f"v{i}::jsonb" if isinstance(f, models.JSONField) else f"v{i}"
-        for i, f in enumerate(fields)
+        f"v{i}::jsonb" if isinstance(f, models.JSONField) else f"v{i}" for i, f in enumerate(fields)
     )
     unnest = ", ".join(f"%s::{_pg_type(f)}[]" for f in fields)
     aliases = ", ".join(f"v{i}" for i in range(len(fields)))
@@ -104,9 +103,7 @@ def write_batch(
     pk = update_model._meta.pk
     assert pk is not None
     params.extend(_pg_arrays([pk, *_columns(update_model, update_fields)], updated))
-    sql = (f"WITH {', '.join(ctes)} " if ctes else "") + _pg_update_sql(
-        update_model, update_fields
-    )
+    sql = (f"WITH {', '.join(ctes)} " if ctes else "") + _pg_update_sql(update_model, update_fields)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 

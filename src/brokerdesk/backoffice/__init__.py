@@ -1,0 +1,1 @@
+"""The staff back office (``/backoffice/``): staff MFA enforcement and the staff pages."""

@@ -1,0 +1,53 @@
+"""Staff must set up a second factor before they see any page.
+
+A signed-in staff member without an active TOTP or WebAuthn authenticator is sent to the
+authenticator set-up page, from every page except the account pages themselves (where the
+set-up and sign-out live), static files, health and metrics.
+
+Scope, deliberately: pages only, and sessions signed in through allauth (every sign-in form
+of this site, the admin's included, is allauth's). JSON API calls under ``/api/`` are not
+redirected — a redirect to an HTML page would break API clients; requiring an MFA session
+for staff API calls is a follow-up. Sessions made outside allauth (``Client.force_login`` in
+tests) carry no allauth authentication record and are left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+from allauth.account.authentication import get_authentication_records
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+from brokerdesk.backoffice.mfa import has_second_factor, mfa_required
+
+EXEMPT_PREFIXES = ("/accounts/", "/api/", "/healthz", "/metrics", "/i18n/")
+
+
+class StaffMfaRequiredMiddleware:
+    """Redirect staff without a second factor to the TOTP set-up page."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.exempt = (*EXEMPT_PREFIXES, "/" + settings.STATIC_URL.lstrip("/"))
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if (
+            user is not None
+            and not request.path.startswith(self.exempt)
+            and mfa_required(user)
+            and get_authentication_records(request, user)
+            and not has_second_factor(user)
+        ):
+            messages.warning(
+                request,
+                _("Staff accounts need two-factor authentication: set up an authenticator app."),
+            )
+            target = reverse("mfa_activate_totp")
+            return HttpResponseRedirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
+        return self.get_response(request)

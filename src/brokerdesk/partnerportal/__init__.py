@@ -1,0 +1,1 @@
+"""The IB (partner) portal (``/partners/``)."""

@@ -1,0 +1,1 @@
+"""Partners: IB profiles, hierarchy, attribution, commission plans, accruals and payouts."""

@@ -1,0 +1,73 @@
+"""Event handlers of the partners module (the worker imports this module).
+
+* ``partners.accrue_deals`` reads ``trading.deal_closed`` from the ``trading`` stream in
+  batches and runs the accrual engine once per batch (idempotent per deal key).
+* ``partners.record_funding`` reads ``deposit.confirmed`` from the ``payments`` stream and
+  records a client's first deposit (funding locks attribution; CPA qualifies on it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import structlog
+
+from brokerdesk.core.bus.base import Message
+from brokerdesk.core.consumers import consumer
+from brokerdesk.core.errors import ValidationError
+from brokerdesk.partners import accrual, attribution
+from brokerdesk.partners.deals import DEAL_CLOSED, ClosedDeal, parse_deal_closed
+
+log = structlog.get_logger(__name__)
+
+
+def parse_batch(messages: list[Message], *, strict: bool = True) -> list[ClosedDeal]:
+    """The closed deals of a batch (other event types are ignored).
+
+    An unusable payload raises ``ValidationError`` (``strict``): the runner then retries the
+    batch message by message and dead-letters that one, so it is seen rather than lost.
+    """
+    deals = []
+    for m in messages:
+        if m.type != DEAL_CLOSED:
+            continue
+        try:
+            deals.append(parse_deal_closed(m.payload))
+        except ValidationError as exc:
+            log.warning("partners_deal_unusable", event_id=m.event_id, error=exc.message)
+            if strict:
+                raise
+    return deals
+
+
+@consumer("partners.accrue_deals", streams=["trading"], batch_size=500)
+def on_deals_closed(messages: list[Message]) -> None:
+    """Accrue commission on a batch of closed deals."""
+    deals = parse_batch(messages)
+    if deals:
+        accrual.accrue_deals(deals)
+
+
+@consumer("partners.record_funding", streams=["payments"], batch_size=200)
+def on_deposit_confirmed(messages: list[Message]) -> None:
+    """Record first deposits (``deposit.confirmed``: client_id, amount, currency)."""
+    for m in messages:
+        if m.type != "deposit.confirmed":
+            continue
+        p = m.payload
+        try:
+            amount = int(p["amount"])
+            at = datetime.fromisoformat(str(p.get("confirmed_at") or m.occurred_at))
+            first = attribution.record_funding(
+                p["client_id"],
+                amount=amount,
+                currency=str(p["currency"]),
+                reference=str(p.get("deposit_id") or p.get("intent_id") or m.event_id),
+                at=at,
+            )
+        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            log.warning("partners_deposit_unusable", event_id=m.event_id, error=str(exc))
+            continue
+        if first:
+            accrual.evaluate_cpa([UUID(str(p["client_id"]))])

@@ -1,0 +1,437 @@
+"""Read side of the partners module: the IB portal's read models and dispute evidence.
+
+Every portal query takes ``viewer``: the IB asking. It sees itself and its subtree only
+(checked here through the closure table: anything else is ``NotFound``). Staff tools pass
+``viewer=None`` after their own role check. Client fields are privacy-limited: a label such as
+"Maria I.", the country and dates — never e-mail, phone or full name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from django.db.models import Count, Q, Sum
+
+from brokerdesk.core import clock
+from brokerdesk.core.errors import NotFound
+from brokerdesk.partners.hierarchy import as_uuid
+from brokerdesk.partners.models import (
+    IB,
+    Accrual,
+    AccrualKind,
+    Attribution,
+    ClientFunding,
+    DealRecord,
+    Exclusion,
+    IBClosure,
+    IBDailyActivity,
+)
+
+
+def _visible(viewer: UUID | str | None, ib_id: UUID | str) -> None:
+    if viewer is None:
+        if not IB.objects.filter(pk=ib_id).exists():
+            raise NotFound("No such IB.", code="ib_not_found", field="ib_id")
+        return
+    if not IBClosure.objects.filter(
+        ancestor_id=as_uuid(viewer), descendant_id=as_uuid(ib_id)
+    ).exists():
+        raise NotFound("No such IB.", code="ib_not_found", field="ib_id")
+
+
+def _client_visible(viewer: UUID | str | None, client_id: UUID | str) -> None:
+    attribution = Attribution.objects.filter(client_id=client_id).first()
+    if attribution is None:
+        if viewer is None:
+            return
+        raise NotFound("No such client.", code="client_not_found", field="client_id")
+    if viewer is not None:
+        _visible(viewer, attribution.ib_id)
+
+
+# ---------------------------------------------------------------------------- dashboard
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One level's activity on one day."""
+
+    day: date
+    level: int
+    currency: str
+    deals: int
+    volume: int
+    earned: int
+
+
+def activity(
+    ib_id: UUID | str, *, viewer: UUID | str | None, start: date, end: date
+) -> list[Activity]:
+    """Per day and level (0 = own clients): deals, volume and commission earned; kept by the
+    accrual consumer, so today's figures are as fresh as the last processed batch."""
+    _visible(viewer, ib_id)
+    rows = IBDailyActivity.objects.filter(ib_id=ib_id, day__gte=start, day__lte=end).order_by(
+        "day", "level", "currency"
+    )
+    return [Activity(r.day, r.level, r.currency, r.deals, r.volume, r.earned) for r in rows]
+
+
+def today(ib_id: UUID | str, *, viewer: UUID | str | None) -> list[Activity]:
+    """Today's activity (UTC day)."""
+    day = clock.now().date()
+    return activity(ib_id, viewer=viewer, start=day, end=day)
+
+
+@dataclass(frozen=True)
+class EarningsRow:
+    """Earnings grouped by the requested dimension."""
+
+    key: str
+    currency: str
+    amount: int
+    accruals: int
+    volume: int
+
+
+def earnings(
+    ib_id: UUID | str,
+    *,
+    viewer: UUID | str | None,
+    start: datetime,
+    end: datetime,
+    by: str = "level",
+) -> list[EarningsRow]:
+    """The IB's earnings in [start, end) by ``level``, ``client``, ``day``, ``state`` or
+    ``kind`` (cancelled accruals left out; adjustments included)."""
+    _visible(viewer, ib_id)
+    column = {
+        "level": "level",
+        "client": "client_id",
+        "state": "state",
+        "kind": "kind",
+        "day": "occurred_at__date",
+    }.get(by)
+    if column is None:
+        raise NotFound(f"Unknown grouping {by!r}.", code="invalid", field="by")
+    rows = (
+        Accrual.objects.filter(ib_id=ib_id, occurred_at__gte=start, occurred_at__lt=end)
+        .exclude(state="cancelled")
+        .values(column, "currency")
+        .annotate(amount=Sum("amount"), n=Count("id"), volume=Sum("volume"))
+        .order_by(column, "currency")
+    )
+    return [
+        EarningsRow(str(r[column]), r["currency"], r["amount"] or 0, r["n"], r["volume"] or 0)
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One accrual as the IB sees it (adjustments with their reason)."""
+
+    accrual_id: UUID
+    kind: str
+    level: int
+    occurred_at: datetime
+    amount: int
+    currency: str
+    state: str
+    deal: str | None
+    reason: str
+
+
+def statement(
+    ib_id: UUID | str,
+    *,
+    viewer: UUID | str | None,
+    start: datetime,
+    end: datetime,
+    limit: int = 500,
+) -> list[StatementLine]:
+    """The IB's accruals in [start, end), newest first, adjustments shown with their reason."""
+    _visible(viewer, ib_id)
+    rows = Accrual.objects.filter(
+        ib_id=ib_id, occurred_at__gte=start, occurred_at__lt=end
+    ).order_by("-occurred_at", "-id")[:limit]
+    return [
+        StatementLine(
+            a.id, a.kind, a.level, a.occurred_at, a.amount, a.currency, a.state, a.deal_id, a.reason
+        )
+        for a in rows
+    ]
+
+
+@dataclass(frozen=True)
+class TreeRow:
+    """A sub-IB of the tree with its own clients' volume and deals in the period."""
+
+    ib_id: UUID
+    code: str
+    name: str
+    parent_id: UUID | None
+    depth: int
+    volume: int
+    deals: int
+
+
+def sub_ib_tree(
+    ib_id: UUID | str,
+    *,
+    viewer: UUID | str | None,
+    start: date,
+    end: date,
+    max_depth: int | None = None,
+) -> list[TreeRow]:
+    """The IB's subtree (depth relative to it) with each IB's own production in the period."""
+    _visible(viewer, ib_id)
+    links = IBClosure.objects.filter(ancestor_id=as_uuid(ib_id))
+    if max_depth is not None:
+        links = links.filter(depth__lte=max_depth)
+    depth_of = dict(links.values_list("descendant_id", "depth"))
+    production = {
+        r["ib_id"]: (r["v"] or 0, r["d"] or 0)
+        for r in IBDailyActivity.objects.filter(
+            ib_id__in=list(depth_of), level=0, day__gte=start, day__lte=end
+        )
+        .values("ib_id")
+        .annotate(v=Sum("volume"), d=Sum("deals"))
+    }
+    rows = IB.objects.filter(pk__in=list(depth_of)).values_list("id", "code", "name", "parent_id")
+    out = [TreeRow(i, c, n, p, depth_of[i], *production.get(i, (0, 0))) for i, c, n, p in rows]
+    return sorted(out, key=lambda r: (r.depth, r.code))
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    """A client of the subtree, privacy-limited."""
+
+    client_id: UUID
+    label: str
+    country: str
+    ib_id: UUID
+    attributed_at: datetime
+    funded: bool
+    volume: int
+    earned: int
+
+
+def clients(
+    ib_id: UUID | str,
+    *,
+    viewer: UUID | str | None,
+    start: datetime,
+    end: datetime,
+    include_subtree: bool = False,
+    limit: int = 500,
+) -> list[ClientRow]:
+    """The IB's clients (or its whole subtree's) with volume and what the IB earned on them."""
+    _visible(viewer, ib_id)
+    ibs = (
+        list(
+            IBClosure.objects.filter(ancestor_id=as_uuid(ib_id)).values_list(
+                "descendant_id", flat=True
+            )
+        )
+        if include_subtree
+        else [as_uuid(ib_id)]
+    )
+    attributions = list(
+        Attribution.objects.filter(ib_id__in=ibs).order_by("-attributed_at")[:limit]
+    )
+    ids = [a.client_id for a in attributions]
+    funded = set(
+        ClientFunding.objects.filter(client_id__in=ids).values_list("client_id", flat=True)
+    )
+    volume = dict(
+        DealRecord.objects.filter(client_id__in=ids, closed_at__gte=start, closed_at__lt=end)
+        .values("client_id")
+        .annotate(v=Sum("volume"))
+        .values_list("client_id", "v")
+    )
+    earned = dict(
+        Accrual.objects.filter(
+            ib_id=ib_id, client_id__in=ids, occurred_at__gte=start, occurred_at__lt=end
+        )
+        .exclude(state="cancelled")
+        .values("client_id")
+        .annotate(a=Sum("amount"))
+        .values_list("client_id", "a")
+    )
+    return [
+        ClientRow(
+            a.client_id,
+            a.client_label,
+            a.country,
+            a.ib_id,
+            a.attributed_at,
+            a.client_id in funded,
+            volume.get(a.client_id) or 0,
+            earned.get(a.client_id) or 0,
+        )
+        for a in attributions
+    ]
+
+
+# ---------------------------------------------------------------------------- evidence
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one deal meant for the IB: an amount with its working, or the excluding rule."""
+
+    level: int
+    amount: int
+    currency: str
+    plan: str
+    version: int | None
+    state: str
+    computation: dict[str, Any]
+    excluded_by: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class DealEvidence:
+    """A deal of the period and every outcome it had for the IB."""
+
+    key: str
+    client_id: UUID | None
+    closed_at: datetime
+    symbol: str
+    volume: int
+    group: str
+    profit: int
+    outcomes: list[Outcome] = field(default_factory=list)
+    note: str = ""  # why a deal with no outcome earned this IB nothing
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The answer to "why this amount?" for an IB, a period and optionally one client."""
+
+    ib_id: UUID
+    start: datetime
+    end: datetime
+    client_id: UUID | None
+    deals: list[DealEvidence]
+    other: list[Outcome]  # CPA and adjustments
+    total_volume: int
+    total_amount: int
+
+
+def evidence(
+    ib_id: UUID | str,
+    *,
+    start: datetime,
+    end: datetime,
+    client_id: UUID | str | None = None,
+    viewer: UUID | str | None = None,
+    limit: int = 5000,
+) -> Evidence:
+    """Every deal in [start, end) that reached this IB (as direct IB or upline) — or, with
+    ``client_id``, every deal of that client — with its accruals (rule version, computation)
+    or the rule that excluded it; plus CPA and adjustments of the period."""
+    _visible(viewer, ib_id)
+    if client_id is not None:
+        _client_visible(viewer, client_id)
+    accruals = Accrual.objects.filter(ib_id=ib_id, occurred_at__gte=start, occurred_at__lt=end)
+    exclusions = Exclusion.objects.filter(ib_id=ib_id, occurred_at__gte=start, occurred_at__lt=end)
+    if client_id is not None:
+        accruals = accruals.filter(client_id=client_id)
+        exclusions = exclusions.filter(client_id=client_id)
+    accruals = accruals.select_related("plan_version__plan")
+    exclusions = exclusions.select_related("plan_version__plan")
+    by_deal: dict[str, list[Outcome]] = {}
+    other: list[Outcome] = []
+    for a in accruals[:limit]:
+        outcome = Outcome(
+            a.level,
+            a.amount,
+            a.currency,
+            a.plan_version.plan.code if a.plan_version else "",
+            a.plan_version.number if a.plan_version else None,
+            a.state,
+            a.computation,
+        )
+        (by_deal.setdefault(a.deal_id, []) if a.deal_id else other).append(outcome)
+    for x in exclusions[:limit]:
+        outcome = Outcome(
+            x.level,
+            0,
+            "",
+            x.plan_version.plan.code if x.plan_version else "",
+            x.plan_version.number if x.plan_version else None,
+            "excluded",
+            {},
+            excluded_by=x.rule,
+            detail=x.detail,
+        )
+        (by_deal.setdefault(x.deal_id, []) if x.deal_id else other).append(outcome)
+    deal_filter = Q(pk__in=list(by_deal))
+    if client_id is not None:
+        deal_filter |= Q(client_id=client_id, closed_at__gte=start, closed_at__lt=end)
+    deals = [
+        DealEvidence(
+            d.key,
+            d.client_id,
+            d.closed_at,
+            d.symbol,
+            d.volume,
+            d.group,
+            d.profit,
+            by_deal.get(d.key, []),
+            "" if d.key in by_deal else _no_outcome(d, as_uuid(ib_id)),
+        )
+        for d in DealRecord.objects.filter(deal_filter).order_by("closed_at", "key")[:limit]
+    ]
+    total = sum(o.amount for ds in deals for o in ds.outcomes) + sum(o.amount for o in other)
+    return Evidence(
+        UUID(str(ib_id)),
+        start,
+        end,
+        UUID(str(client_id)) if client_id else None,
+        deals,
+        other,
+        sum(d.volume for d in deals),
+        total,
+    )
+
+
+def _no_outcome(deal: DealRecord, ib_id: UUID) -> str:
+    if deal.ib_id is None:
+        return "the client was not attributed to any IB when the deal was processed"
+    if deal.ib_id != ib_id:
+        return "the client was attributed to another IB when the deal was processed"
+    return "no outcome was recorded for this deal"
+
+
+def exclusion_rules(
+    ib_id: UUID | str, *, viewer: UUID | str | None, start: datetime, end: datetime
+) -> dict[str, int]:
+    """How many deals each rule excluded for the IB in [start, end)."""
+    _visible(viewer, ib_id)
+    return dict(
+        Exclusion.objects.filter(ib_id=ib_id, occurred_at__gte=start, occurred_at__lt=end)
+        .values("rule")
+        .annotate(n=Count("id"))
+        .values_list("rule", "n")
+    )
+
+
+def payable_total(ib_id: UUID | str, currency: str) -> int:
+    """What is payable to the IB now."""
+    return (
+        Accrual.objects.filter(ib_id=ib_id, state="payable", currency=currency).aggregate(
+            s=Sum("amount")
+        )["s"]
+        or 0
+    )
+
+
+def cpa_paid(client_id: UUID | str) -> bool:
+    """True when a CPA was accrued for the client."""
+    return Accrual.objects.filter(kind=AccrualKind.CPA, client_id=client_id).exists()

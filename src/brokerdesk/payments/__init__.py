@@ -1,0 +1,1 @@
+"""Payments: PSP connectors, deposits, withdrawals, the sandbox PSP and reconciliation."""

@@ -1,0 +1,1 @@
+"""The sandbox PSP: a local payment service provider for the demo and the tests."""
