@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -24,7 +26,7 @@ from brokerdesk.trading.platform.port import (
     PositionAction,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 T0 = 1_790_000_000_000
 
 
@@ -75,14 +77,29 @@ def position(pid: int, profit: int, t: int, kind: EventKind = EventKind.POSITION
 
 
 def history() -> list[Message]:
-    """Deposit 1,000.00, open, partial close (+20.00), close (−5.00), credit 50.00."""
+    """Deposit 1,000.00, open, partial close (+20.00), close (-5.00), credit 50.00."""
     return [
         deal(1, action=DealAction.DEAL_BALANCE, profit=100_000, commission=0, symbol=""),
         deal(2, commission=-350),
-        deal(3, action=DealAction.DEAL_SELL, entry=DealEntry.ENTRY_OUT, profit=2000, volume=5000,
-             volume_closed=5000, commission=-175),  # fmt: skip
-        deal(4, action=DealAction.DEAL_SELL, entry=DealEntry.ENTRY_OUT, profit=-500, volume=5000,
-             volume_closed=5000, commission=-175, storage=-30),  # fmt: skip
+        deal(
+            3,
+            action=DealAction.DEAL_SELL,
+            entry=DealEntry.ENTRY_OUT,
+            profit=2000,
+            volume=5000,
+            volume_closed=5000,
+            commission=-175,
+        ),
+        deal(
+            4,
+            action=DealAction.DEAL_SELL,
+            entry=DealEntry.ENTRY_OUT,
+            profit=-500,
+            volume=5000,
+            volume_closed=5000,
+            commission=-175,
+            storage=-30,
+        ),
         deal(5, action=DealAction.DEAL_CREDIT, profit=5000, commission=0, symbol=""),
     ]
 
@@ -94,11 +111,18 @@ def summary() -> AccountSummary:
     return AccountSummary.objects.get(server="live", login=7001)
 
 
+STREAM = f"platform.test-{uuid.uuid4().hex[:8]}"  # a fresh stream per run (Redis keeps them)
+
+
 @pytest.fixture
 def runner_spec() -> Iterator[Consumer]:
-    spec = register("test.trading.ingest", ["platform.live"], apply_messages, batch_size=3)
+    spec = register("test.trading.ingest", [STREAM], apply_messages, batch_size=3)
     yield spec
     unregister("test.trading.ingest")
+
+
+def on_stream(messages: list[Message]) -> list[Message]:
+    return [dataclasses.replace(m, stream=STREAM) for m in messages]
 
 
 def test_duplicates_and_reordering_store_each_deal_once_with_the_same_summary() -> None:
@@ -172,10 +196,12 @@ def test_the_consumer_runner_batches_and_records_processed_ids(runner_spec) -> N
 
     bus = get_bus()
     try:
-        bus.publish(history() + history()[:2])
+        bus.publish(on_stream(history() + history()[:2]))
         totals = drain(bus, [runner_spec])
         assert totals["test.trading.ingest"].processed == 5
-        bus.publish(history())  # redelivered later: the processed ids turn it into a no-op
+        bus.publish(
+            on_stream(history())
+        )  # redelivered later: the processed ids turn it into a no-op
         drain(bus, [runner_spec])
     finally:
         bus.close()

@@ -191,3 +191,33 @@ def run(
         "recall": round(recall, 3),
         "note": "synthetic names; in-memory matching only (no database writes)",
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``brokerdesk bench screening [--json] [--list-size N] [--clients N]``."""
+    import argparse
+    import json
+    import os
+
+    parser = argparse.ArgumentParser(prog="brokerdesk bench screening")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--list-size", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=2_000)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokerdesk.settings")
+    import django
+
+    django.setup()
+    figures = run(list_size=args.list_size, clients=args.clients)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -86,7 +86,7 @@ class TradingDeal(models.Model):
     fee = models.BigIntegerField(default=0)
     comment = models.CharField(max_length=64, blank=True, default="")
     external_id = models.CharField(max_length=64, blank=True, default="")
-    #: Wall-clock milliseconds when the consumer stored it (ingest lag = this − time_msc).
+    #: Wall-clock milliseconds when the consumer stored it (ingest lag = this - time_msc).
     ingested_msc = models.BigIntegerField(default=0)
 
     class Meta:

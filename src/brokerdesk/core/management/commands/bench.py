@@ -16,9 +16,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from brokerdesk.core.benchdb import bench_environment
 
+# Names the issues use for a module's benchmark.
+ALIASES = {"ingest": "trading", "commissions": "partners", "screening": "compliance"}
+
 
 class Command(BaseCommand):
-    help = "Run a benchmark (ledger, …) and print its figures; see `brokerdesk bench NAME -h`."
+    help = (
+        "Run a benchmark (ledger, ingest, commissions, payments, screening) and print its "
+        "figures; see `brokerdesk bench NAME -h`."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="which benchmark: ledger, …")
@@ -35,6 +41,7 @@ class Command(BaseCommand):
         self._run(options["name"], options["args"])
 
     def _run(self, name: str, args: list[str]) -> None:
+        name = ALIASES.get(name, name)
         module = f"brokerdesk.{name}.bench"
         if importlib.util.find_spec(f"brokerdesk.{name}") is None or (
             importlib.util.find_spec(module) is None
