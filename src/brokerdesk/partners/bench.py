@@ -361,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     accruals = accrual_phase(nodes, args.deals, args.clients, args.batch, rng) if args.deals else {}
     figures = {
         "engine": connection.vendor,
+        # the headline figures issue 6 names, from the accrual phase
+        "deals": accruals.get("deals", 0),
+        "deals_per_s": accruals.get("deals_per_s", 0),
+        "rerun_added_rows": accruals.get("rerun_added_rows", 0),
         "ibs": args.ibs,
         "levels": args.levels,
         "closure_rows": len(closure),
