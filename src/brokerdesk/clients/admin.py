@@ -3,7 +3,7 @@
 from django.contrib import admin
 
 from brokerdesk.clients.models import Client, ClientTimelineEntry, PlatformLogin, Segment, Tag
-from brokerdesk.staff.admin import ReadOnlyAdmin
+from brokerdesk.core.admin import ReadOnlyAdmin
 
 
 class PlatformLoginInline(admin.TabularInline):

@@ -13,7 +13,7 @@ from brokerdesk.compliance.models import (
     SanctionsList,
     ScreeningHit,
 )
-from brokerdesk.staff.admin import ReadOnlyAdmin
+from brokerdesk.core.admin import ReadOnlyAdmin
 
 
 @admin.register(KycCase)

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
+from brokerdesk.core.admin import ReadOnlyAdmin
 from brokerdesk.ledger.models import Entry, LedgerAccount, Transfer
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """No adding, changing or deleting from the admin."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(LedgerAccount)
