@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -348,3 +349,39 @@ def test_a_database_failure_is_not_dead_lettered_and_the_batch_comes_back(bus: B
     assert result.processed == 2
     assert sorted(handler.committed) == [1, 2]
     assert bus.depth(stream, spec.name).pending == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_keyed_consumer_skips_the_processed_id_bookkeeping():
+    from brokerdesk.core.bus.factory import get_bus
+    from brokerdesk.core.consumers import unregister
+
+    seen: list[str] = []
+    stream = f"keyed-{uuid.uuid4().hex[:8]}"
+    spec = register(
+        f"test.keyed.{stream}",
+        [stream],
+        lambda ms: seen.extend(m.event_id for m in ms),
+        keyed_writes=True,
+    )
+    bus = get_bus(prefix=f"t{uuid.uuid4().hex[:6]}")
+    try:
+        bus.publish(
+            [
+                Message(
+                    event_id=str(uuid.uuid4()),
+                    stream=stream,
+                    type="x",
+                    payload={},
+                    occurred_at="2026-11-27T00:00:00+00:00",
+                )
+                for _ in range(3)
+            ]
+        )
+        ConsumerRunner(bus, spec).drain()
+    finally:
+        unregister(spec.name)
+        bus.close()
+
+    assert len(seen) == 3
+    assert not ProcessedEvent.objects.filter(consumer=spec.name).exists()

@@ -36,6 +36,7 @@ def ingest_streams() -> list[str]:
     streams=ingest_streams(),
     batch_size=INGEST_BATCH_SIZE,
     max_wait_ms=INGEST_MAX_WAIT_MS,
+    keyed_writes=True,  # deals are unique on (server, ticket); positions and snapshots monotonic
 )
 def ingest(messages: list[Message]) -> None:
     """Store deals and positions, keep account summaries, emit ``trading.deal_closed``."""
