@@ -24,7 +24,7 @@ from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from typing import Any, Literal
 from uuid import UUID
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from brokerdesk.core import audit, bulk, clock
 from brokerdesk.core.errors import DomainError, ValidationError
@@ -630,6 +630,43 @@ class _NewEntry:
     hash: str = ""
 
 
+@dataclass(slots=True)
+class _AccountState:
+    """A locked account as the engine needs it (PostgreSQL path; SQLite uses the model)."""
+
+    id: UUID
+    name: str
+    currency: str
+    no_negative: bool
+    no_positive: bool
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+    entry_count: int
+    last_hash: str
+
+    @property
+    def pk(self) -> UUID:
+        """The primary key (for the bulk update)."""
+        return self.id
+
+    @property
+    def balance(self) -> int:
+        """Posted balance: credits minus debits."""
+        return self.credits_posted - self.debits_posted
+
+
+_PG_LOCK_ACCOUNTS = (
+    "SELECT id, name, currency, no_negative, no_positive, debits_posted, credits_posted, "
+    "debits_pending, credits_pending, entry_count, last_hash FROM ledger_ledgeraccount "
+    "WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+)
+_PG_EXISTING_KEYS = (
+    "SELECT id, idempotency_key, request_hash, kind, currency, amount, phase, created_at, "
+    "linked_id FROM ledger_transfer WHERE idempotency_key = ANY(%s)"
+)
+
 _COUNTERS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 _SNAPSHOT_FIELDS = (*_COUNTERS, "entry_count", "last_hash")
 
@@ -702,17 +739,31 @@ class _Batch:
 
     def _lock_accounts(self, live: list[int]) -> None:
         ids = sorted({a for i in live for r in self.units[i] for a in self._account_ids(r)})
-        if ids:
-            locked = LedgerAccount.objects.select_for_update().filter(id__in=ids).order_by("id")
-            self.accounts = {a.id: a for a in locked}
+        if not ids:
+            return
+        if connection.vendor == "postgresql":
+            # The hot path: plain SQL (the ORM costs ~1 ms more per call than the query).
+            with connection.cursor() as cursor:
+                cursor.execute(_PG_LOCK_ACCOUNTS, [ids])
+                rows = cursor.fetchall()
+            self.accounts = {row[0]: _AccountState(*row) for row in rows}  # type: ignore[misc]
+            return
+        locked = LedgerAccount.objects.select_for_update().filter(id__in=ids).order_by("id")
+        self.accounts = {a.id: a for a in locked}
 
     def _load_existing(self, live: list[int]) -> None:
         """Read idempotency keys, resolutions and reversals after locking (so we see winners)."""
         requests = [r for i in live for r in self.units[i]]
-        keys = {r.idempotency_key for r in requests}
-        self.existing = {
-            t.idempotency_key: t for t in Transfer.objects.filter(idempotency_key__in=keys)
-        }
+        keys = sorted({r.idempotency_key for r in requests})
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(_PG_EXISTING_KEYS, [keys])
+                found = [_NewTransfer(*row) for row in cursor.fetchall()]
+            self.existing = {t.idempotency_key: t for t in found}  # type: ignore[misc]
+        else:
+            self.existing = {
+                t.idempotency_key: t for t in Transfer.objects.filter(idempotency_key__in=keys)
+            }
         pending_ids = {r.pending_id for r in requests if isinstance(r, ResolveRequest)}
         if pending_ids:
             self.resolved = dict(
