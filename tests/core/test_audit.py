@@ -16,12 +16,13 @@ pytestmark = pytest.mark.django_db
 
 
 def record_three() -> list[AuditEntry]:
+    """Three entries about one client: one chain, seq 1, 2, 3."""
     return [
         audit.record(
             actor=f"staff:{n}",
             action="client.updated",
             object_type="client",
-            object_id=str(n),
+            object_id="42",
             reason="kyc_review",
             before={"status": "pending"},
             after={"status": "approved", "limit": n * 100},
@@ -37,6 +38,30 @@ def test_entries_chain_and_verify():
     assert entries[0].prev_hash == audit.GENESIS_HASH
     assert entries[1].prev_hash == entries[0].hash
     assert audit.verify_chain() == audit.ChainReport(entries=3, ok=True)
+
+
+def test_entries_about_different_objects_go_to_their_own_chains_and_all_verify():
+    chains = {audit.chain_of("client", str(n)) for n in range(40)}
+    for n in range(40):
+        audit.record(actor="system", action="x", object_type="client", object_id=str(n))
+
+    assert len(chains) > 1
+    assert set(AuditEntry.objects.values_list("chain", flat=True)) == chains
+    assert audit.verify_chain() == audit.ChainReport(entries=40, ok=True)
+
+
+def test_a_tampered_row_in_any_chain_is_found():
+    for n in range(40):
+        audit.record(actor="system", action="x", object_type="client", object_id=str(n))
+    victim = AuditEntry.objects.order_by("-chain", "-seq").first()
+    assert victim is not None
+    table = AuditEntry._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET actor = %s WHERE id = %s", ["mallory", victim.id])  # noqa: S608
+
+    report = audit.verify_chain()
+
+    assert (report.ok, report.chain, report.first_bad_seq) == (False, victim.chain, victim.seq)
 
 
 def test_a_row_tampered_with_a_raw_update_is_reported():

@@ -25,7 +25,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdmin):
-    list_display = ("seq", "occurred_at", "actor", "action", "object_type", "object_id", "reason")
+    list_display = ("occurred_at", "chain", "seq", "actor", "action", "object_type", "object_id")
     list_filter = ("action", "object_type")
     search_fields = ("actor", "object_id", "reason")
     date_hierarchy = "occurred_at"

@@ -1,29 +1,46 @@
 """The append-only audit log: who or what did what, when, why, with before and after.
 
-Each entry hashes the one before it (SHA-256 over the previous hash and the entry's canonical
-fields), so an edited or deleted row breaks the chain; ``verify_chain`` finds the first break.
-Appends are serialised (an advisory lock on PostgreSQL; SQLite has one writer at a time).
+The log is ``AUDIT_CHAINS`` (default 16) parallel hash chains; an object's entries always go
+to the same chain (CRC32 of its type and id), so its history is in order in one chain. Each
+entry hashes the one before it in its chain (SHA-256 over the previous hash and the entry's
+canonical fields), so an edited or deleted row breaks that chain; ``verify_chain`` finds the
+first break. Appends to one chain are serialised (an advisory lock per chain on PostgreSQL;
+SQLite has one writer at a time) — audited commands on different objects do not wait for
+each other.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from brokerdesk.core import clock
 from brokerdesk.core.models import AuditEntry
 
 GENESIS_HASH = "0" * 64
-_ADVISORY_LOCK_KEY = 0x6175646974  # "audit"
+_ADVISORY_LOCK_CLASS = 0x61756469  # "audi": first key of the two-key advisory lock
+
+
+def chains() -> int:
+    """How many parallel chains the log has (settings.AUDIT_CHAINS)."""
+    return int(getattr(settings, "AUDIT_CHAINS", 16))
+
+
+def chain_of(object_type: str, object_id: str) -> int:
+    """The chain an object's entries go to."""
+    return zlib.crc32(f"{object_type}:{object_id}".encode()) % chains()
 
 
 def _canonical(entry: AuditEntry) -> str:
     return json.dumps(
         {
+            "chain": entry.chain,
             "seq": entry.seq,
             "occurred_at": entry.occurred_at.isoformat(),
             "actor": entry.actor,
@@ -55,12 +72,16 @@ def record(
     after: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Append one audit entry in the caller's transaction (or its own)."""
+    chain = chain_of(object_type, str(object_id))
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_LOCK_KEY])
-        last = AuditEntry.objects.order_by("-seq").only("seq", "hash").first()
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)", [_ADVISORY_LOCK_CLASS, chain]
+                )
+        last = AuditEntry.objects.filter(chain=chain).order_by("-seq").only("seq", "hash").first()
         entry = AuditEntry(
+            chain=chain,
             seq=(last.seq + 1) if last else 1,
             occurred_at=clock.now(),
             actor=actor,
@@ -79,23 +100,35 @@ def record(
 
 @dataclass(frozen=True)
 class ChainReport:
-    """The result of verifying the audit chain."""
+    """The result of verifying the audit chains."""
 
     entries: int
     ok: bool
     first_bad_seq: int | None = None
     problem: str = ""
+    chain: int | None = None
 
 
 def verify_chain(batch_size: int = 5000) -> ChainReport:
-    """Recompute every hash in order; report the first entry that does not match."""
+    """Recompute every hash of every chain in order; report the first entry that does not match."""
+    total = 0
+    for chain in AuditEntry.objects.values_list("chain", flat=True).distinct().order_by("chain"):
+        report = _verify_one(chain, batch_size)
+        total += report.entries
+        if not report.ok:
+            return ChainReport(total, False, report.first_bad_seq, report.problem, chain)
+    return ChainReport(total, True)
+
+
+def _verify_one(chain: int, batch_size: int) -> ChainReport:
     prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
-    for entry in AuditEntry.objects.order_by("seq").iterator(chunk_size=batch_size):
+    entries = AuditEntry.objects.filter(chain=chain).order_by("seq")
+    for entry in entries.iterator(chunk_size=batch_size):
         if entry.seq != expected_seq:
-            return ChainReport(count, False, expected_seq, "missing entry")
+            return ChainReport(count, False, expected_seq, "missing entry", chain)
         if entry.prev_hash != prev_hash:
-            return ChainReport(count, False, entry.seq, "previous hash does not match")
+            return ChainReport(count, False, entry.seq, "previous hash does not match", chain)
         if _hash(prev_hash, entry) != entry.hash:
-            return ChainReport(count, False, entry.seq, "entry altered")
+            return ChainReport(count, False, entry.seq, "entry altered", chain)
         prev_hash, expected_seq, count = entry.hash, expected_seq + 1, count + 1
-    return ChainReport(count, True)
+    return ChainReport(count, True, chain=chain)

@@ -39,7 +39,8 @@ class OutboxEvent(models.Model):
 class AuditEntry(models.Model):
     """One entry of the append-only, hash-chained audit log (see ``core.audit``)."""
 
-    seq = models.BigIntegerField(unique=True)
+    chain = models.PositiveSmallIntegerField(default=0)
+    seq = models.BigIntegerField()
     occurred_at = models.DateTimeField()
     actor = models.CharField(max_length=200)
     action = models.CharField(max_length=100)
@@ -53,6 +54,9 @@ class AuditEntry(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["object_type", "object_id", "seq"])]
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "seq"], name="audit_chain_seq_uniq"),
+        ]
         verbose_name_plural = "audit entries"
 
     def __str__(self) -> str:

@@ -17,4 +17,6 @@ class Command(BaseCommand):
         report = verify_chain()
         self.stdout.write(json.dumps(report.__dict__))
         if not report.ok:
-            raise CommandError(f"audit chain broken at #{report.first_bad_seq}: {report.problem}")
+            raise CommandError(
+                f"audit chain {report.chain} broken at #{report.first_bad_seq}: {report.problem}"
+            )
