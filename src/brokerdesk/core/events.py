@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from brokerdesk.core import clock
+from brokerdesk.core import bulk, clock
 from brokerdesk.core.ids import new_id
 from brokerdesk.core.models import OutboxEvent
 
@@ -74,7 +74,5 @@ def emit(*events: DomainEvent) -> None:
 
 
 def emit_many(events: Iterable[DomainEvent]) -> None:
-    """Write many events to the outbox in one insert."""
-    rows = [OutboxEvent(**dataclasses.asdict(outbox_row(e))) for e in events]
-    if rows:
-        OutboxEvent.objects.bulk_create(rows)
+    """Write many events to the outbox in one bulk insert (COPY on PostgreSQL)."""
+    bulk.insert(OutboxEvent, [outbox_row(e) for e in events])

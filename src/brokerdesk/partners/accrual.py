@@ -35,9 +35,8 @@ from brokerdesk.core.errors import (
     NotFound,
     ValidationError,
 )
-from brokerdesk.core.events import emit, outbox_row
+from brokerdesk.core.events import emit, emit_many
 from brokerdesk.core.ids import new_id
-from brokerdesk.core.models import OutboxEvent
 from brokerdesk.ledger import services as ledger
 from brokerdesk.ledger.errors import AccountNotFound
 from brokerdesk.ledger.models import Bucket, OwnerType
@@ -564,7 +563,7 @@ class _Batch:
         _bump_period_volume(self.period_delta)
         _bump_client_volume(self.client_delta)
         _bump_daily(self.daily, self.now)
-        _emit_fast([_accrued_event(a) for a in self.accruals])
+        emit_many([_accrued_event(a) for a in self.accruals])
 
     def _expense(self, currency: str) -> UUID:
         return self._account(
@@ -596,25 +595,6 @@ _ACCOUNTS_LOCK = threading.Lock()
 def _forget_accounts() -> None:
     with _ACCOUNTS_LOCK:
         _ACCOUNTS.clear()
-
-
-def _emit_fast(events: list[CommissionAccrued]) -> None:
-    """Outbox rows for many events (``emit_many`` without its deep copy of each payload)."""
-    rows = []
-    for e in events:
-        r = outbox_row(e)
-        rows.append(
-            OutboxEvent(
-                id=r.id,
-                stream=r.stream,
-                type=r.type,
-                version=r.version,
-                aggregate_id=r.aggregate_id,
-                payload=r.payload,
-                occurred_at=r.occurred_at,
-            )
-        )
-    bulk.insert(OutboxEvent, rows)
 
 
 def _accrued_event(a: Accrual) -> CommissionAccrued:

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -27,8 +26,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from brokerdesk.core.bus.base import Message
-from brokerdesk.core.events import DomainEvent, outbox_row
-from brokerdesk.core.models import OutboxEvent
+from brokerdesk.core.events import emit_many
 from brokerdesk.trading.events import DealClosed
 from brokerdesk.trading.platform.port import AccountState, DealAction, DealEntry
 
@@ -170,7 +168,7 @@ def _apply(messages: Sequence[Message]) -> IngestResult:
         if int(d["entry"]) in CLOSING_ENTRIES and int(d["action"]) in TRADE_ACTIONS
     ]
     if closed:
-        write_events([_deal_closed(d) for d in closed])
+        emit_many([_deal_closed(d) for d in closed])
     result.closed_events = len(closed)
     result.logins = touched
     return result
@@ -267,28 +265,6 @@ def _stage(cursor: Any, table: str, columns: Sequence[str], rows: list[list[Any]
     with cursor.cursor.copy(f"COPY {table}_stage ({cols}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
-
-
-def write_events(events: Sequence[DomainEvent]) -> None:
-    """``core.events.emit`` for many events, fast: the same outbox rows (``outbox_row``),
-    written with COPY on PostgreSQL and one ``executemany`` elsewhere."""
-    table = OutboxEvent._meta.db_table
-    cols = ("id", "stream", "type", "version", "aggregate_id", "payload", "occurred_at")
-    rows = [
-        (r.id, r.stream, r.type, r.version, r.aggregate_id, json.dumps(r.payload), r.occurred_at)
-        for r in map(outbox_row, events)
-    ]
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            adapt = connection.ops.adapt_datetimefield_value
-            cursor.executemany(
-                f"INSERT INTO {table} ({', '.join(cols)}) VALUES (%s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
-                [(r[0].hex, *r[1:6], adapt(r[6])) for r in rows],
-            )
 
 
 def insert_deals(deals: list[dict[str, Any]], ingested: int) -> list[dict[str, Any]]:
