@@ -62,6 +62,12 @@ INSTALLED_APPS = [
     "brokerdesk.backoffice",
     "brokerdesk.payments",
     "brokerdesk.partners",
+    "brokerdesk.bonuses",
+    "brokerdesk.propfirm",
+    "brokerdesk.automations",
+    "brokerdesk.support",
+    "brokerdesk.notifications",
+    "brokerdesk.reporting",
 ]
 
 MIDDLEWARE = [

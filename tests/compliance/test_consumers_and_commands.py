@@ -86,24 +86,24 @@ def test_officers_work_the_screening_queue_and_cases_through_the_api(client):
     )
     client.force_login(user("compliance_officer"))
 
-    [hit] = client.post(f"/api/compliance/clients/{suspect.pk}/screen").json()
-    assert [h["id"] for h in client.get("/api/compliance/screening/queue").json()] == [hit["id"]]
-    [case] = client.get("/api/compliance/cases?status=open").json()
+    [hit] = client.post(f"/api/v1/compliance/clients/{suspect.pk}/screen").json()
+    assert [h["id"] for h in client.get("/api/v1/compliance/screening/queue").json()] == [hit["id"]]
+    [case] = client.get("/api/v1/compliance/cases?status=open").json()
     assert case["kind"] == "sanctions"
     noted = client.post(
-        f"/api/compliance/cases/{case['id']}/notes",
+        f"/api/v1/compliance/cases/{case['id']}/notes",
         {"text": "Checked date of birth"},
         content_type="application/json",
     )
     assert noted.status_code == 204
     resolved = client.post(
-        f"/api/compliance/screening/hits/{hit['id']}/resolve",
+        f"/api/v1/compliance/screening/hits/{hit['id']}/resolve",
         {"confirmed": False, "note": "born 1994, different person"},
         content_type="application/json",
     )
     assert resolved.status_code == 200, resolved.json()
     assert resolved.json()["status"] == "dismissed"
-    assert client.get("/api/compliance/cases?status=open").json() == []
+    assert client.get("/api/v1/compliance/cases?status=open").json() == []
 
     client.force_login(user("support"))
-    assert client.get("/api/compliance/screening/queue").status_code == 403
+    assert client.get("/api/v1/compliance/screening/queue").status_code == 403

@@ -268,22 +268,22 @@ def test_documents_are_uploaded_and_listed_through_the_api(client):
     client.force_login(alice_user)
 
     response = client.post(
-        f"/api/compliance/clients/{alice.pk}/documents",
+        f"/api/v1/compliance/clients/{alice.pk}/documents",
         {"doc_type": "proof_of_address", "issued_on": str(clock.now().date()), "file": _file()},
     )
     assert response.status_code == 201, response.content
-    listed = client.get(f"/api/compliance/clients/{alice.pk}/documents").json()
+    listed = client.get(f"/api/v1/compliance/clients/{alice.pk}/documents").json()
     assert [d["doc_type"] for d in listed] == ["proof_of_address"]
-    link = client.post(f"/api/compliance/documents/{listed[0]['id']}/url").json()
+    link = client.post(f"/api/v1/compliance/documents/{listed[0]['id']}/url").json()
     assert client.get(link["url"]).status_code == 200
 
     client.force_login(user())  # another client sees neither the list nor a link
-    assert client.get(f"/api/compliance/clients/{alice.pk}/documents").status_code == 404
-    assert client.post(f"/api/compliance/documents/{listed[0]['id']}/url").status_code == 404
+    assert client.get(f"/api/v1/compliance/clients/{alice.pk}/documents").status_code == 404
+    assert client.post(f"/api/v1/compliance/documents/{listed[0]['id']}/url").status_code == 404
     client.force_login(alice_user)
 
     bad = client.post(
-        f"/api/compliance/clients/{alice.pk}/documents",
+        f"/api/v1/compliance/clients/{alice.pk}/documents",
         {"doc_type": "selfie", "file": _file(b"GIF89a" + b"\x00" * 100, "me.gif")},
     )
     assert (bad.status_code, bad.json()["code"]) == (400, "unsupported_type")

@@ -87,13 +87,13 @@ def test_forged_and_unsupported_signatures_are_refused_and_nothing_is_recorded(c
     body, headers = sumsub(alice.pk, "applicantReviewed", 5, reviewAnswer="GREEN")
 
     forged = client.post(
-        "/api/compliance/webhooks/sumsub",
+        "/api/v1/compliance/webhooks/sumsub",
         body.replace(b"GREEN", b"GREEN "),
         content_type="application/json",
         headers=headers,
     )
     md5 = client.post(
-        "/api/compliance/webhooks/sumsub",
+        "/api/v1/compliance/webhooks/sumsub",
         body,
         content_type="application/json",
         headers={**headers, "X-Payload-Digest-Alg": "HMAC_MD5_HEX"},
@@ -163,7 +163,7 @@ def test_an_onfido_workflow_run_decides_the_case_it_belongs_to(client):
     signature = hmac.new(ONFIDO_TOKEN.encode(), body, hashlib.sha256).hexdigest()
 
     response = client.post(
-        "/api/compliance/webhooks/onfido",
+        "/api/v1/compliance/webhooks/onfido",
         body,
         content_type="application/json",
         headers={"X-SHA2-Signature": signature},

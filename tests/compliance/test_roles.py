@@ -67,29 +67,29 @@ def test_a_client_reads_their_own_record_but_never_another_clients(client):
     alice, bob = individual(user=alice_user), individual(user=bob_user)
     client.force_login(alice_user)
 
-    assert client.get(f"/api/clients/{alice.pk}").json()["email"] == alice.email
-    assert client.get("/api/clients/me").json()["id"] == str(alice.pk)
+    assert client.get(f"/api/v1/clients/{alice.pk}").json()["email"] == alice.email
+    assert client.get("/api/v1/clients/me").json()["id"] == str(alice.pk)
     for path in ("", "/timeline", "/logins"):
-        assert client.get(f"/api/clients/{bob.pk}{path}").status_code == 404
-    assert client.get(f"/api/compliance/clients/{bob.pk}/kyc").status_code == 404
-    assert client.get("/api/clients/").status_code == 403
+        assert client.get(f"/api/v1/clients/{bob.pk}{path}").status_code == 404
+    assert client.get(f"/api/v1/compliance/clients/{bob.pk}/kyc").status_code == 404
+    assert client.get("/api/v1/clients/").status_code == 403
 
 
 def test_anonymous_callers_are_refused(client):
     alice = individual()
-    assert client.get(f"/api/clients/{alice.pk}").status_code == 401
+    assert client.get(f"/api/v1/clients/{alice.pk}").status_code == 401
 
 
 def test_a_support_agent_cannot_approve_kyc_through_the_api(client):
     alice = individual()
     client.force_login(user("support"))
     client.post(
-        f"/api/compliance/clients/{alice.pk}/kyc/transitions",
+        f"/api/v1/compliance/clients/{alice.pk}/kyc/transitions",
         {"to_state": "under_verification", "reason": "sent to provider"},
         content_type="application/json",
     )  # the manual provider needs documents: refused, state unchanged
     response = client.post(
-        f"/api/compliance/clients/{alice.pk}/kyc/transitions",
+        f"/api/v1/compliance/clients/{alice.pk}/kyc/transitions",
         {"to_state": "approved", "reason": "looks fine"},
         content_type="application/json",
     )
@@ -104,7 +104,7 @@ def test_a_compliance_officer_moves_kyc_and_sees_the_decision_with_its_reason(cl
     client.force_login(user("compliance_officer"))
 
     response = client.post(
-        f"/api/compliance/clients/{alice.pk}/kyc/transitions",
+        f"/api/v1/compliance/clients/{alice.pk}/kyc/transitions",
         {"to_state": "documents_pending", "reason": "onboarding"},
         content_type="application/json",
     )
@@ -112,14 +112,14 @@ def test_a_compliance_officer_moves_kyc_and_sees_the_decision_with_its_reason(cl
     assert response.json()["history"][0]["to_state"] == "documents_pending"
 
     illegal = client.post(
-        f"/api/compliance/clients/{alice.pk}/kyc/transitions",
+        f"/api/v1/compliance/clients/{alice.pk}/kyc/transitions",
         {"to_state": "restricted", "reason": "x"},
         content_type="application/json",
     )
     assert illegal.status_code == 409
     assert illegal.json()["code"] == "illegal_transition"
 
-    decision = client.get(f"/api/compliance/clients/{alice.pk}/may?action=withdraw").json()
+    decision = client.get(f"/api/v1/compliance/clients/{alice.pk}/may?action=withdraw").json()
     assert decision["allowed"] is False
     assert decision["reason_code"] == "kyc_documents_pending"
 
@@ -135,12 +135,12 @@ def test_staff_register_a_client_through_the_api_and_bad_input_names_the_field(c
         "jurisdiction": "cysec",
         "phone": "+35799123456",
     }
-    created = client.post("/api/clients/individuals", body, content_type="application/json")
+    created = client.post("/api/v1/clients/individuals", body, content_type="application/json")
     assert created.status_code == 201
     assert created.json()["phone"] == "+35799123456"
 
     bad = client.post(
-        "/api/clients/individuals",
+        "/api/v1/clients/individuals",
         {**body, "email": "other@example.com", "date_of_birth": "2015-01-01"},
         content_type="application/json",
     )
@@ -157,12 +157,12 @@ def test_dealing_cannot_register_clients_and_an_auditor_cannot_raise_flags(clien
     alice = individual()
     client.force_login(user("dealing"))
     assert (
-        client.post("/api/clients/individuals", {}, content_type="application/json").status_code
+        client.post("/api/v1/clients/individuals", {}, content_type="application/json").status_code
         == 403
     )
     client.force_login(user("auditor"))
     response = client.post(
-        f"/api/compliance/clients/{alice.pk}/flags",
+        f"/api/v1/compliance/clients/{alice.pk}/flags",
         {"kind": "aml_hold", "reason": "x"},
         content_type="application/json",
     )
@@ -171,7 +171,7 @@ def test_dealing_cannot_register_clients_and_an_auditor_cannot_raise_flags(clien
 
 
 def test_the_openapi_document_lists_the_clients_and_compliance_endpoints(client):
-    paths = client.get("/api/openapi.json").json()["paths"]
-    assert "/api/clients/{client_id}" in paths
-    assert "/api/compliance/clients/{client_id}/may" in paths
-    assert "/api/compliance/webhooks/sumsub" in paths
+    paths = client.get("/api/v1/openapi.json").json()["paths"]
+    assert "/api/v1/clients/{client_id}" in paths
+    assert "/api/v1/compliance/clients/{client_id}/may" in paths
+    assert "/api/v1/compliance/webhooks/sumsub" in paths

@@ -34,14 +34,14 @@ def transfer_body(debit_id, credit_id, amount=1_000):
 
 
 def test_anonymous_callers_are_refused(client, wallet):
-    response = client.get(f"/api/ledger/accounts/{wallet().id}")
+    response = client.get(f"/api/v1/ledger/accounts/{wallet().id}")
     assert response.status_code == 401
 
 
 def test_non_staff_users_are_refused(client, wallet):
     user = get_user_model().objects.create_user(username=unique("c"), password="x-long-pass-1")
     client.force_login(user)
-    response = client.get(f"/api/ledger/accounts/{wallet().id}")
+    response = client.get(f"/api/v1/ledger/accounts/{wallet().id}")
     assert response.status_code == 403
     assert response.json()["code"] == "forbidden"
 
@@ -51,13 +51,13 @@ def test_post_transfer_then_repeat_with_the_same_key(staff_client, wallet, psp):
     body = transfer_body(psp().id, account.id)
 
     first = staff_client.post(
-        "/api/ledger/transfers",
+        "/api/v1/ledger/transfers",
         body,
         content_type="application/json",
         headers={"Idempotency-Key": "api-1"},
     )
     again = staff_client.post(
-        "/api/ledger/transfers",
+        "/api/v1/ledger/transfers",
         body,
         content_type="application/json",
         headers={"Idempotency-Key": "api-1"},
@@ -71,7 +71,7 @@ def test_post_transfer_then_repeat_with_the_same_key(staff_client, wallet, psp):
 
 def test_missing_idempotency_key_is_a_validation_error(staff_client, wallet, psp):
     response = staff_client.post(
-        "/api/ledger/transfers",
+        "/api/v1/ledger/transfers",
         transfer_body(psp().id, wallet().id),
         content_type="application/json",
     )
@@ -82,7 +82,7 @@ def test_missing_idempotency_key_is_a_validation_error(staff_client, wallet, psp
 def test_overdraft_answers_409_with_code_and_field(staff_client, wallet, psp):
     account = wallet()
     response = staff_client.post(
-        "/api/ledger/transfers",
+        "/api/v1/ledger/transfers",
         transfer_body(account.id, psp().id),
         content_type="application/json",
         headers={"Idempotency-Key": unique()},
@@ -95,7 +95,7 @@ def test_overdraft_answers_409_with_code_and_field(staff_client, wallet, psp):
 def test_unknown_currency_answers_400(staff_client, wallet, psp):
     body = transfer_body(psp().id, wallet().id) | {"currency": "QQQ"}
     response = staff_client.post(
-        "/api/ledger/transfers",
+        "/api/v1/ledger/transfers",
         body,
         content_type="application/json",
         headers={"Idempotency-Key": unique()},
@@ -113,7 +113,7 @@ def test_pending_then_void_and_reverse_through_the_api(staff_client, wallet, psp
     deposit(account, 5_000)
     body = transfer_body(account.id, psp().id, 2_000) | {"pending": True, "timeout_s": 60}
     pending = staff_client.post(
-        "/api/ledger/transfers",
+        "/api/v1/ledger/transfers",
         body,
         content_type="application/json",
         headers={"Idempotency-Key": unique()},
@@ -121,7 +121,7 @@ def test_pending_then_void_and_reverse_through_the_api(staff_client, wallet, psp
     assert queries.balance(account.id).available == 3_000
 
     voided = staff_client.post(
-        f"/api/ledger/transfers/{pending['transfer_id']}/void",
+        f"/api/v1/ledger/transfers/{pending['transfer_id']}/void",
         {"reason": "client cancelled"},
         content_type="application/json",
         headers={"Idempotency-Key": unique()},
@@ -138,7 +138,7 @@ def test_pending_then_void_and_reverse_through_the_api(staff_client, wallet, psp
         kind="deposit",
     )
     reversed_ = staff_client.post(
-        f"/api/ledger/transfers/{posted.transfer_id}/reverse",
+        f"/api/v1/ledger/transfers/{posted.transfer_id}/reverse",
         {"reason": "duplicate deposit"},
         content_type="application/json",
         headers={"Idempotency-Key": unique()},
@@ -150,19 +150,19 @@ def test_pending_then_void_and_reverse_through_the_api(staff_client, wallet, psp
 def test_balance_and_statement_endpoints(staff_client, wallet):
     account = wallet()
     deposit(account, 4_200)
-    balance = staff_client.get(f"/api/ledger/accounts/{account.id}").json()
+    balance = staff_client.get(f"/api/v1/ledger/accounts/{account.id}").json()
     assert balance["posted"] == 4_200 and balance["available"] == 4_200
     listing = staff_client.get(
-        "/api/ledger/accounts", {"owner_type": "client", "owner_id": account.owner_id}
+        "/api/v1/ledger/accounts", {"owner_type": "client", "owner_id": account.owner_id}
     ).json()
     assert [row["account_id"] for row in listing] == [str(account.id)]
     statement = staff_client.get(
-        f"/api/ledger/accounts/{account.id}/statement",
+        f"/api/v1/ledger/accounts/{account.id}/statement",
         {"start": "2000-01-01T00:00:00Z", "end": "2100-01-01T00:00:00Z"},
     ).json()
     assert statement["closing"] == 4_200 and len(statement["lines"]) == 1
 
 
 def test_unknown_account_answers_404(staff_client):
-    response = staff_client.get(f"/api/ledger/accounts/{services.new_id()}")
+    response = staff_client.get(f"/api/v1/ledger/accounts/{services.new_id()}")
     assert response.status_code == 404

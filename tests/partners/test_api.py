@@ -30,9 +30,9 @@ def test_the_portal_shows_the_ib_its_earnings_and_hides_other_ibs():
     http.force_login(ib_user)
     span = {"start": T0.isoformat(), "end": (T0 + timedelta(days=1)).isoformat()}
 
-    mine = http.get("/api/partners/me/earnings", span)
-    theirs = http.get("/api/partners/me/earnings", {**span, "ib_id": str(stranger.pk)})
-    evidence = http.get("/api/partners/me/evidence", span)
+    mine = http.get("/api/v1/partners/me/earnings", span)
+    theirs = http.get("/api/v1/partners/me/earnings", {**span, "ib_id": str(stranger.pk)})
+    evidence = http.get("/api/v1/partners/me/evidence", span)
 
     assert mine.status_code == 200 and mine.json()[0]["amount"] == 700
     assert theirs.status_code == 404
@@ -44,13 +44,13 @@ def test_staff_commands_need_the_partner_manager_role():
     http.force_login(user("support"))
     assert (
         http.post(
-            "/api/partners/ibs", {"code": "x", "name": "X"}, content_type="application/json"
+            "/api/v1/partners/ibs", {"code": "x", "name": "X"}, content_type="application/json"
         ).status_code
         == 403
     )
     http.force_login(user("partner_manager"))
     made = http.post(
-        "/api/partners/ibs", {"code": "alpha", "name": "Alpha"}, content_type="application/json"
+        "/api/v1/partners/ibs", {"code": "alpha", "name": "Alpha"}, content_type="application/json"
     )
     assert made.status_code == 201 and made.json()["depth"] == 0
 
@@ -58,6 +58,6 @@ def test_staff_commands_need_the_partner_manager_role():
 def test_a_referral_click_returns_a_signed_token():
     ib = make_ib()
     link = attribution.create_link(ib.pk, by="system:test", code="alpha-link")
-    token = Client().get(f"/api/partners/r/{link.code}").json()["token"]
+    token = Client().get(f"/api/v1/partners/r/{link.code}").json()["token"]
     assert attribution.resolve_token(token).link.pk == link.pk
-    assert Client().get("/api/partners/r/nope").status_code == 404
+    assert Client().get("/api/v1/partners/r/nope").status_code == 404

@@ -127,7 +127,7 @@ def sandbox(live_server: Any, tmp_path: Any) -> Iterator[SandboxPSP]:
     psp = SandboxPSP(
         secret=SECRET,
         api_key=API_KEY,
-        webhook_url=f"{live_server.url}/api/payments/webhooks/sandbox",
+        webhook_url=f"{live_server.url}/api/v1/payments/webhooks/sandbox",
         settlement_dir=tmp_path / "settlements",
         retry_backoff_s=0.02,
     )

@@ -35,13 +35,13 @@ def test_finance_approves_a_withdrawal_another_person_requested(client, local_ps
 
     client.force_login(maker)
     same = client.post(
-        f"/api/payments/withdrawals/{requested.id}/approve",
+        f"/api/v1/payments/withdrawals/{requested.id}/approve",
         {"reason": "ok"},
         content_type="application/json",
     )
     client.force_login(checker)
     other = client.post(
-        f"/api/payments/withdrawals/{requested.id}/approve",
+        f"/api/v1/payments/withdrawals/{requested.id}/approve",
         {"reason": "checked"},
         content_type="application/json",
     )
@@ -64,7 +64,7 @@ def test_support_cannot_reject_a_withdrawal_through_the_api(client, local_psp):
     client.force_login(staff("helper", Role.SUPPORT))
 
     response = client.post(
-        f"/api/payments/withdrawals/{requested.id}/reject",
+        f"/api/v1/payments/withdrawals/{requested.id}/reject",
         {"reason": "no"},
         content_type="application/json",
     )
@@ -80,14 +80,14 @@ def test_finance_lists_and_resolves_exceptions_with_a_note(client, local_psp):
     exception = ReconciliationException.objects.get()
     client.force_login(staff("fin", Role.FINANCE))
 
-    listed = client.get("/api/payments/exceptions?status=new")
+    listed = client.get("/api/v1/payments/exceptions?status=new")
     no_note = client.post(
-        f"/api/payments/exceptions/{exception.id}/resolve",
+        f"/api/v1/payments/exceptions/{exception.id}/resolve",
         {"note": ""},
         content_type="application/json",
     )
     resolved = client.post(
-        f"/api/payments/exceptions/{exception.id}/resolve",
+        f"/api/v1/payments/exceptions/{exception.id}/resolve",
         {"note": "refunded to sender"},
         content_type="application/json",
     )

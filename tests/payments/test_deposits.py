@@ -178,7 +178,7 @@ def test_a_forged_webhook_is_refused_before_anything_is_recorded(local_psp, clie
     ).encode()
 
     response = client.post(
-        "/api/payments/webhooks/sandbox",
+        "/api/v1/payments/webhooks/sandbox",
         data=body,
         content_type="application/json",
         headers={signing.HEADER: signing.sign(body, "not-the-secret")},

@@ -166,8 +166,8 @@ def test_staff_without_an_authenticator_are_sent_to_set_one_up(client):
     assert response["Location"].startswith("/accounts/reauthenticate/")
     client.post(response["Location"], {"password": PASSWORD})
     assert client.get("/accounts/2fa/totp/activate/").status_code == 200
-    assert client.get("/api/docs").status_code == 200  # the API documentation stays readable
-    refused = client.get("/api/ledger/accounts", {"owner_type": "client", "owner_id": "x"})
+    assert client.get("/api/v1/docs").status_code == 200  # the API documentation stays readable
+    refused = client.get("/api/v1/ledger/accounts", {"owner_type": "client", "owner_id": "x"})
     assert refused.status_code == 403 and refused.json()["code"] == "mfa_required"
 
 

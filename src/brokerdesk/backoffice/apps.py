@@ -11,3 +11,11 @@ class BackofficeConfig(AppConfig):
     name = "brokerdesk.backoffice"
     label = "backoffice"
     verbose_name = "Back office"
+
+    def ready(self) -> None:
+        """Put the surface's start page first in its menu."""
+        from django.utils.translation import gettext_lazy as _
+
+        from brokerdesk.core.nav import register_nav
+
+        register_nav("backoffice", _("Dashboard"), "backoffice:dashboard", order=0)

@@ -27,7 +27,7 @@ from brokerdesk.backoffice.mfa import has_second_factor, mfa_required
 
 EXEMPT_PREFIXES = ("/accounts/", "/healthz", "/metrics", "/i18n/")
 API_PREFIX = "/api/"
-API_DOCS = ("/api/docs", "/api/openapi.json")
+API_DOCS = ("/api/v1/docs", "/api/v1/openapi.json")
 
 
 class StaffMfaRequiredMiddleware:

@@ -435,3 +435,10 @@ def payable_total(ib_id: UUID | str, currency: str) -> int:
 def cpa_paid(client_id: UUID | str) -> bool:
     """True when a CPA was accrued for the client."""
     return Accrual.objects.filter(kind=AccrualKind.CPA, client_id=client_id).exists()
+
+
+def ib_id_for_user(user: Any) -> UUID | None:
+    """The IB profile signed in as ``user`` (None for anyone who is not a partner)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return IB.objects.filter(user_id=user.pk).values_list("id", flat=True).first()

@@ -78,7 +78,7 @@ class Command(BaseCommand):
             "--port",
             str(SANDBOX_PSP_PORT),
             "--webhook-url",
-            f"{base}/api/payments/webhooks/sandbox",
+            f"{base}/api/v1/payments/webhooks/sandbox",
         )
         simulator = _command("simulator", "mt5", "--port", str(SIMULATOR_PORT), "--rate", "5")
         children = [
@@ -96,7 +96,7 @@ class Command(BaseCommand):
             f"  back office     {base}/backoffice/  sign in admin@example.com / {DEMO_STAFF[1]}"
             " (set up two-factor at first sign-in)\n"
             f"  IB portal       {base}/partners/\n"
-            f"  API docs        {base}/api/docs\n"
+            f"  API docs        {base}/api/v1/docs\n"
             f"  metrics         {base}/metrics\n"
             f"  sandbox PSP     http://127.0.0.1:{SANDBOX_PSP_PORT}/\n"
             f"  MT5 simulator   127.0.0.1:{SIMULATOR_PORT}, bridged to the bus as server 'sim'\n"

@@ -25,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--webhook-url",
             default=os.environ.get(
-                "SANDBOX_PSP_WEBHOOK_URL", "http://127.0.0.1:8000/api/payments/webhooks/sandbox"
+                "SANDBOX_PSP_WEBHOOK_URL", "http://127.0.0.1:8000/api/v1/payments/webhooks/sandbox"
             ),
         )
         parser.add_argument(

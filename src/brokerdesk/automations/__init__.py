@@ -1,0 +1,1 @@
+"""Automations: event-triggered rules, audited runs, exceptions queue."""

@@ -1,0 +1,1 @@
+"""Tables of automations (only this module writes them)."""

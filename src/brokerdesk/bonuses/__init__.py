@@ -1,0 +1,1 @@
+"""Bonuses: campaigns, eligibility, bonus types, unlock conditions, forfeiture."""

@@ -1,0 +1,1 @@
+"""Tables of bonuses (only this module writes them)."""

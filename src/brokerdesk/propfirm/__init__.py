@@ -1,0 +1,1 @@
+"""Prop-firm challenges: products, phases, rules, evaluation, funded accounts, payouts."""

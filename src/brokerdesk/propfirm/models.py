@@ -1,0 +1,1 @@
+"""Tables of propfirm (only this module writes them)."""

@@ -1,0 +1,1 @@
+"""Reporting: rollups, reports, exports, statements and the operations view."""

@@ -1,0 +1,1 @@
+"""Tables of reporting (only this module writes them)."""

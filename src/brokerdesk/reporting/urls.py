@@ -1,0 +1,8 @@
+"""Pages of reporting, mounted at the site root (paths under /portal/, /partners/, /backoffice/)."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, URLResolver
+
+app_name = "reporting"
+urlpatterns: list[URLPattern | URLResolver] = []

@@ -1,0 +1,1 @@
+"""Support: tickets, queues, escalation, SLA, notes and tags."""

@@ -1,0 +1,7 @@
+"""The support API router, mounted at /api/v1/support/."""
+
+from __future__ import annotations
+
+from ninja import Router
+
+router = Router(tags=["support"])

@@ -1,0 +1,1 @@
+"""Tables of support (only this module writes them)."""
