@@ -152,21 +152,46 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# Every user-facing string is translated into each of these (src/brokerdesk/locale/<code>/).
+LANGUAGES = [
+    ("en", "English"),
+    ("ar", "Arabic"),
+    ("de", "German"),
+    ("es", "Spanish"),
+    ("fa", "Persian"),
+    ("fr", "French"),
+    ("hi", "Hindi"),
+    ("id", "Indonesian"),
+    ("it", "Italian"),
+    ("ja", "Japanese"),
+    ("ko", "Korean"),
+    ("ms", "Malay"),
+    ("nl", "Dutch"),
+    ("pl", "Polish"),
+    ("pt-br", "Brazilian Portuguese"),
+    ("ru", "Russian"),
+    ("th", "Thai"),
+    ("tr", "Turkish"),
+    ("uk", "Ukrainian"),
+    ("vi", "Vietnamese"),
+    ("zh-hans", "Simplified Chinese"),
+    ("zh-hant", "Traditional Chinese"),
+]
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 # Our design system; htmx is served from node_modules (npm install at set-up, never committed).
 STATICFILES_DIRS: list[Any] = [BASE_DIR / "static"]
-_HTMX_DIST = BASE_DIR.parent.parent / "node_modules" / "htmx.org" / "dist"
-if _HTMX_DIST.is_dir():
-    STATICFILES_DIRS.append(("vendor/htmx", _HTMX_DIST))
-# Serve static files straight from the finders when collectstatic has not been run.
-WHITENOISE_USE_FINDERS = True
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+_NODE_MODULES = BASE_DIR.parent.parent / "node_modules"
+_VENDOR = {
+    "vendor/htmx": _NODE_MODULES / "htmx.org" / "dist",
+    "vendor/chartjs": _NODE_MODULES / "chart.js" / "dist",  # charts on the dashboards
+    "vendor/axe-core": _NODE_MODULES / "axe-core",  # the accessibility check of the browser tests
 }
+for _prefix, _path in _VENDOR.items():
+    if _path.is_dir():
+        STATICFILES_DIRS.append((_prefix, _path))
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
