@@ -62,8 +62,47 @@ def get(provider: str) -> PSPConnector:
         )
         register(connector)
         return connector
+    connector = _from_environment(provider)
+    if connector is not None:
+        register(connector)
+        return connector
     raise ValidationError(
         f"No payment provider {provider!r} is configured.",
         code="unknown_provider",
         field="provider",
     )
+
+
+def _from_environment(provider: str) -> PSPConnector | None:
+    """The e-wallet (Skrill) or crypto (NOWPayments) connector when its secrets are set."""
+    env = os.environ
+    site = env.get("BROKERDESK_PUBLIC_URL", "http://127.0.0.1:8000")
+    hook = f"{site}/api/v1/payments/webhooks/{provider}"
+    if provider == "skrill" and env.get("SKRILL_MERCHANT_EMAIL") and env.get("SKRILL_SECRET_WORD"):
+        from brokerdesk.payments.connectors.skrill import SkrillConnector
+
+        return SkrillConnector(
+            merchant_email=env["SKRILL_MERCHANT_EMAIL"],
+            merchant_id=env.get("SKRILL_MERCHANT_ID", ""),
+            secret_word=env["SKRILL_SECRET_WORD"],
+            api_password=env.get("SKRILL_API_PASSWORD", ""),
+            status_url=hook,
+            return_url=f"{site}/portal/",
+        )
+    if (
+        provider == "nowpayments"
+        and env.get("NOWPAYMENTS_API_KEY")
+        and env.get("NOWPAYMENTS_IPN_SECRET")
+    ):
+        from brokerdesk.payments.connectors.nowpayments import NowPaymentsConnector
+
+        return NowPaymentsConnector(
+            api_key=env["NOWPAYMENTS_API_KEY"],
+            ipn_secret=env["NOWPAYMENTS_IPN_SECRET"],
+            ipn_url=hook,
+            success_url=f"{site}/portal/",
+            cancel_url=f"{site}/portal/",
+            payout_email=env.get("NOWPAYMENTS_PAYOUT_EMAIL", ""),
+            payout_password=env.get("NOWPAYMENTS_PAYOUT_PASSWORD", ""),
+        )
+    return None
