@@ -270,3 +270,30 @@ def test_a_dismissed_match_is_not_raised_again_by_a_later_list_version():
     assert new_hits == 0
     assert services.screen_client(suspect.pk) == []
     assert not queries.has_open_flag(suspect.pk, "sanctions_hit")
+
+
+def test_blocking_meets_transliterations_typos_and_joined_parts():
+    listed = [
+        screening.ListEntry("e1", "person", "Mohammed Abdul Rahman"),
+        screening.ListEntry("e2", "person", "Arnold Schwarzenegger"),
+        screening.ListEntry("e3", "person", "Dimitrios Karvelos"),
+    ]
+    index = screening.Index.build(listed, blocking_from=0)
+
+    def found(name: str) -> list[str]:
+        return [
+            index.entries[m.entry_index].external_id
+            for m in index.search(screening.Subject(name), threshold=80)
+        ]
+
+    assert found("Muhammad Abdul Rahman") == ["e1"]  # another transliteration
+    assert index._candidates(screening.normalise("Mohamed Abdulrahman")) == [0]  # joined parts
+    assert found("Arnold Shwarzenegger") == ["e2"]  # a letter missing
+    assert found("Dimitrjos Karvelos") == ["e3"]  # a typo
+    assert found("Kim Jong") == []
+
+
+def test_a_name_part_is_filed_under_its_one_letter_deletions_and_its_skeleton():
+    keys = screening.blocking_keys("karvelos")
+    assert {"karvelos", "arvelos", "karvelo", "#krfls"} <= keys
+    assert screening._skeleton("mohammed") == screening._skeleton("muhammad") == "mmt"

@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from brokerdesk.clients import services
-from brokerdesk.clients.queries import client_exists
+from brokerdesk.clients.queries import client_exists, client_for_login
 from brokerdesk.core.bus.base import Message
 from brokerdesk.core.consumers import consumer
+from brokerdesk.core.errors import DomainError
 
 PROJECTED_STREAMS = ["payments", "trading", "ledger", "partners", "bonuses", "propfirm", "support"]
 
@@ -43,4 +44,31 @@ def project_timeline(messages: list[Message]) -> None:
             data=message.payload,
             occurred_at=occurred if occurred.tzinfo else occurred.replace(tzinfo=UTC),
             source_event_id=UUID(message.event_id),
+        )
+
+
+@consumer("clients.trading_logins", streams=["trading"], batch_size=200)
+def link_opened_accounts(messages: list[Message]) -> None:
+    """Link each login the trading module opens for a client (``trading.account_opened``) to
+    that client, so the bridge, commissions and the portal can tell whose login it is. A link
+    that already exists is left as it is; accounts of unknown clients are skipped."""
+    for message in messages:
+        if message.type != "trading.account_opened":
+            continue
+        p = message.payload
+        try:
+            known = client_exists(p["client_id"])
+        except (ValueError, DomainError):
+            known = False
+        if not known or client_for_login(p["server"], int(p["login"])) is not None:
+            continue
+        services.link_platform_login(
+            p["client_id"],
+            platform=p.get("platform", "mt5"),
+            server=p["server"],
+            login=int(p["login"]),
+            currency=p["currency"],
+            is_live=bool(p.get("is_live", True)),
+            by="system:trading",
+            trading_account_id=UUID(p["account_id"]),
         )

@@ -15,7 +15,7 @@ import itertools
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -25,8 +25,6 @@ from rapidfuzz import fuzz, process
 SUBSET_WEIGHT = 0.95  # a name contained in another scores at most 95
 PREFILTER = 60  # ratio below which a name is not considered at all
 BLOCKING_FROM = 50_000  # lists with this many names are searched through the part index
-TOKEN_CUTOFF = 75  # a name part at least this similar to a query part selects its names
-BLOCKING_TOKENS = 200  # at most this many similar name parts per query part
 HIT_THRESHOLD = 85  # possible match: goes to the review queue
 STRONG_THRESHOLD = 95  # strong match
 _NULL = "-0-"
@@ -154,16 +152,51 @@ class Match:
     explanation: tuple[str, ...]
 
 
+def _skeleton(token: str) -> str:
+    """A name part's consonant skeleton: the spelling-variant key of transliterated names.
+
+    Vowels, h, w and y go, look-alike sounds merge (ph→f, ck/c/q→k, z→s, v→f, j→g, dt→t) and
+    doubled letters collapse: "mohammed", "muhammad" and "mohamad" all give "mmt".
+    """
+    text = token.replace("ph", "f").replace("ck", "k").replace("sch", "s").replace("sh", "s")
+    text = text.translate(_SOUNDS)
+    collapsed = [c for i, c in enumerate(text) if i == 0 or c != text[i - 1]]
+    return "".join(c for c in collapsed if c not in "aeiouhwy")
+
+
+_SOUNDS = str.maketrans({"c": "k", "q": "k", "z": "s", "v": "f", "j": "g", "d": "t"})
+
+
+def blocking_keys(token: str) -> set[str]:
+    """The keys under which a name part is found: itself, itself with any one letter left out
+    (so one typo, extra or missing letter on either side still meets), and its skeleton."""
+    keys = {token}
+    if len(token) >= 3:
+        keys.update(token[:i] + token[i + 1 :] for i in range(len(token)))
+    skeleton = _skeleton(token)
+    if len(skeleton) >= 3:
+        keys.add("#" + skeleton)
+    return keys
+
+
 @dataclass
 class Index:
-    """Normalised names of one or more lists, ready for fast fuzzy search."""
+    """Normalised names of one or more lists, ready for fast fuzzy search.
+
+    Large lists are searched through their name parts: each part is filed under its
+    ``blocking_keys``, a query part looks its own keys up, and only the names holding a part
+    found that way are scored — a handful of dictionary lookups instead of a scan of every
+    part, so one name costs about the same against a million names as against thousands.
+    Blocking finds parts one edit apart (a typo, a letter more or less) or with the same
+    consonant skeleton (transliterations); scoring then decides with the whole name.
+    """
 
     entries: list[ListEntry] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     owners: list[int] = field(default_factory=list)  # names[i] belongs to entries[owners[i]]
     originals: list[str] = field(default_factory=list)
     postings: dict[str, list[int]] = field(default_factory=dict)  # name part -> names[i]
-    vocabulary: list[str] = field(default_factory=list)
+    keys: dict[str, list[str]] = field(default_factory=dict)  # blocking key -> name parts
     blocking_from: int = BLOCKING_FROM
 
     @classmethod
@@ -181,12 +214,22 @@ class Index:
                     index.names.append(normal)
                     index.owners.append(position)
                     index.originals.append(name)
-        index.vocabulary = list(index.postings)
+        if len(index.names) >= blocking_from:
+            for token in index.postings:
+                for key in blocking_keys(token):
+                    index.keys.setdefault(key, []).append(token)
         return index
 
+    def similar_parts(self, probe: str) -> set[str]:
+        """The list's name parts that ``probe`` meets through a blocking key."""
+        found: set[str] = set()
+        for key in blocking_keys(probe):
+            found.update(self.keys.get(key, ()))
+        return found
+
     def _candidates(self, query: str) -> list[int]:
-        """Blocking: names sharing a part similar to one of the query's parts (or two of its
-        parts written together), so a search scores thousands of names instead of millions."""
+        """Blocking: names sharing a part close to one of the query's parts (or to two of its
+        parts written together, for "Abdul Rahman" against "Abdulrahman")."""
         tokens = query.split()
         joined = itertools.permutations(tokens, 2) if len(tokens) <= 4 else []
         probes = set(tokens) | {a + b for a, b in joined}
@@ -194,13 +237,7 @@ class Index:
         for probe in probes:
             if len(probe) < 3 and len(tokens) > 1:
                 continue  # initials and particles select too much
-            for token, _, _ in process.extract(
-                probe,
-                self.vocabulary,
-                scorer=fuzz.ratio,
-                score_cutoff=TOKEN_CUTOFF,
-                limit=BLOCKING_TOKENS,
-            ):
+            for token in self.similar_parts(probe):
                 positions.update(self.postings[token])
         return sorted(positions)
 
@@ -215,15 +252,16 @@ class Index:
         # A low prefilter keeps names that contain the query with extra parts (a middle name),
         # which are then scored as subsets.
         scores: dict[int, float] = {}
+        positions: Sequence[int]
         if len(self.names) >= self.blocking_from:
             positions = self._candidates(query)
-            pool: Any = {p: self.names[p] for p in positions}
+            pool = [self.names[p] for p in positions]
         else:
-            pool = self.names
-        for _, score, position in process.extract(
+            positions, pool = range(len(self.names)), self.names
+        for candidate, score, found in process.extract(
             query, pool, scorer=fuzz.ratio, score_cutoff=PREFILTER, limit=limit * 10
         ):
-            candidate = self.names[position]
+            position = positions[found]
             if " " in query and " " in candidate:
                 score = max(score, fuzz.token_set_ratio(query, candidate) * SUBSET_WEIGHT)
             scores[position] = score
