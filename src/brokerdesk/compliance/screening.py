@@ -15,6 +15,7 @@ import itertools
 import json
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -169,10 +170,13 @@ _SOUNDS = str.maketrans({"c": "k", "q": "k", "z": "s", "v": "f", "j": "g", "d": 
 
 def blocking_keys(token: str) -> set[str]:
     """The keys under which a name part is found: itself, itself with any one letter left out
-    (so one typo, extra or missing letter on either side still meets), and its skeleton."""
+    (so one typo, extra or missing letter on either side still meets), its first five letters
+    (a longer form of the name) and its consonant skeleton (a transliteration)."""
     keys = {token}
     if len(token) >= 3:
         keys.update(token[:i] + token[i + 1 :] for i in range(len(token)))
+    if len(token) >= 5:
+        keys.add("^" + token[:5])  # "smith" meets "smithson"
     skeleton = _skeleton(token)
     if len(skeleton) >= 3:
         keys.add("#" + skeleton)
@@ -197,6 +201,7 @@ class Index:
     originals: list[str] = field(default_factory=list)
     postings: dict[str, list[int]] = field(default_factory=dict)  # name part -> names[i]
     keys: dict[str, list[str]] = field(default_factory=dict)  # blocking key -> name parts
+    part_counts: list[int] = field(default_factory=list)  # how many parts names[i] has
     blocking_from: int = BLOCKING_FROM
 
     @classmethod
@@ -212,6 +217,7 @@ class Index:
                     for token in set(normal.split()):
                         index.postings.setdefault(token, []).append(len(index.names))
                     index.names.append(normal)
+                    index.part_counts.append(normal.count(" ") + 1)
                     index.owners.append(position)
                     index.originals.append(name)
         if len(index.names) >= blocking_from:
@@ -228,18 +234,27 @@ class Index:
         return found
 
     def _candidates(self, query: str) -> list[int]:
-        """Blocking: names sharing a part close to one of the query's parts (or to two of its
-        parts written together, for "Abdul Rahman" against "Abdulrahman")."""
+        """Blocking: names meeting at least two of the query's parts (one for a one-part name
+        on either side), or meeting two of its parts written together ("Abdul Rahman"
+        against "Abdulrahman"). A name sharing only a common first name is not scored."""
         tokens = query.split()
-        joined = itertools.permutations(tokens, 2) if len(tokens) <= 4 else []
-        probes = set(tokens) | {a + b for a, b in joined}
-        positions: set[int] = set()
-        for probe in probes:
-            if len(probe) < 3 and len(tokens) > 1:
-                continue  # initials and particles select too much
-            for token in self.similar_parts(probe):
-                positions.update(self.postings[token])
-        return sorted(positions)
+        usable = [t for t in dict.fromkeys(tokens) if len(t) >= 3 or len(tokens) == 1]
+        met: Counter[int] = Counter()
+        for token in usable:
+            met.update(self._holders(token))
+        needed = min(2, len(usable))
+        chosen = {p for p, n in met.items() if n >= needed or self.part_counts[p] == 1}
+        if 1 < len(tokens) <= 4:
+            for a, b in itertools.permutations(tokens, 2):
+                chosen.update(self._holders(a + b))
+        return sorted(chosen)
+
+    def _holders(self, probe: str) -> set[int]:
+        """The names holding a part that ``probe`` meets through a blocking key."""
+        holders: set[int] = set()
+        for part in self.similar_parts(probe):
+            holders.update(self.postings[part])
+        return holders
 
     def search(
         self, subject: Subject, *, threshold: int = HIT_THRESHOLD, limit: int = 20

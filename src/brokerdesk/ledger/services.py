@@ -204,6 +204,46 @@ def open_account(
         return LedgerAccount.objects.get(**lookup)
 
 
+def open_accounts(
+    owner_type: str, owner_ids: Iterable[str], currency: str, bucket: str = Bucket.CASH
+) -> dict[str, UUID]:
+    """The account ids of many owners' (currency, bucket) accounts, creating the missing ones
+    in one statement — what ``open_account`` does for one owner, for a batch (commissions
+    open thousands of IB accounts at a time). Default flags as ``open_account``'s."""
+    wanted = {str(o) for o in owner_ids}
+    if not wanted:
+        return {}
+    open_account(owner_type, next(iter(wanted)), currency, bucket)  # validates the arguments
+    spec = get_currency(currency)
+    lookup = {"owner_type": owner_type, "currency": spec.code, "bucket": bucket}
+    found = _account_ids(lookup, wanted)
+    missing = sorted(wanted - found.keys())
+    if missing:
+        no_negative = owner_type != OwnerType.SYSTEM and bucket in _CLIENT_BUCKETS_NO_NEGATIVE
+        now = clock.now()
+        LedgerAccount.objects.bulk_create(
+            [
+                LedgerAccount(
+                    **lookup,
+                    owner_id=owner,
+                    no_negative=no_negative,
+                    name=f"{owner_type}:{owner} {spec.code} {bucket}",
+                    created_at=now,
+                )
+                for owner in missing
+            ],
+            batch_size=2000,
+            ignore_conflicts=True,  # created meanwhile by another transaction
+        )
+        found.update(_account_ids(lookup, set(missing)))
+    return found
+
+
+def _account_ids(lookup: dict[str, str], owners: set[str]) -> dict[str, UUID]:
+    rows = LedgerAccount.objects.filter(**lookup, owner_id__in=owners).values_list("owner_id", "id")
+    return dict(rows)
+
+
 SYSTEM_PURPOSES = {
     "psp_clearing": Bucket.CLEARING,
     "platform_clearing": Bucket.CLEARING,

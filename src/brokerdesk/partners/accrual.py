@@ -16,6 +16,7 @@ may be cancelled (a ledger reversal). ``pay_ib`` moves payable accruals to the I
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -526,37 +527,56 @@ class _Batch:
                 working={"cpa": {"amount": cpa.amount, "mode": cpa.mode, "qualified": why}},
             )
 
-    def _requests(self) -> list[list[ledger.Request]]:
-        return [
-            [
-                ledger.TransferRequest(
-                    idempotency_key=accrual_key(
-                        a.source_key, a.ib_id, a.plan_version_id, a.level, a.part
-                    ),
-                    kind="ib_commission",
-                    currency=a.currency,
-                    legs=(
-                        ledger.debit(self._expense(a.currency), a.amount),
-                        ledger.credit(self._payable(a.ib_id, a.currency), a.amount),
-                    ),
-                    metadata={"accrual": str(a.id), "source": a.source_key, "level": a.level},
-                )
-            ]
-            for a in self.accruals
-        ]
+    def _requests(self) -> list[list[ledger.TransferRequest]]:
+        """One balanced transfer per currency for the whole batch: commission expense → each
+        IB's payable (its sum); the accrual rows keep the per-deal detail and point to it."""
+        sums: dict[str, dict[UUID, int]] = defaultdict(lambda: defaultdict(int))
+        for a in self.accruals:
+            sums[a.currency][a.ib_id] += a.amount
+        requests: list[list[ledger.TransferRequest]] = []
+        for currency, per_ib in sorted(sums.items()):
+            payable = self._payables(sorted(per_ib), currency)
+            keys = sorted(
+                accrual_key(a.source_key, a.ib_id, a.plan_version_id, a.level, a.part)
+                for a in self.accruals
+                if a.currency == currency
+            )
+            digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+            requests.append(
+                [
+                    ledger.TransferRequest(
+                        idempotency_key=f"ibc-batch:{currency}:{digest}",
+                        kind="ib_commission",
+                        currency=currency,
+                        legs=(
+                            ledger.debit(self._expense(currency), sum(per_ib.values())),
+                            *(
+                                ledger.credit(payable[ib], amount)
+                                for ib, amount in sorted(per_ib.items(), key=lambda kv: str(kv[0]))
+                            ),
+                        ),
+                        metadata={"accruals": len(keys), "deals": len(self.records)},
+                    )
+                ]
+            )
+        return requests
 
     def _write(self) -> None:
-        outcomes = ledger.post_batch(self._requests()) if self.accruals else []
+        requests = self._requests() if self.accruals else []
+        outcomes = ledger.post_batch(list(requests)) if requests else []
         if any(isinstance(o, AccountNotFound) for (o,) in outcomes):
-            # a cached account id is gone (a rolled-back transaction): look them up again;
-            # the units that did post replay under their idempotency keys
+            # a cached account id is gone (a rolled-back transaction): look them up again
             _forget_accounts()
             self.accounts.clear()
-            outcomes = ledger.post_batch(self._requests())
-        for accrual, (outcome,) in zip(self.accruals, outcomes, strict=True):
+            requests = self._requests()
+            outcomes = ledger.post_batch(list(requests))
+        posted: dict[str, UUID] = {}
+        for (request,), (outcome,) in zip(requests, outcomes, strict=True):
             if isinstance(outcome, DomainError):
                 raise outcome
-            accrual.ledger_transfer_id = outcome.transfer_id
+            posted[request.currency] = outcome.transfer_id
+        for accrual in self.accruals:
+            accrual.ledger_transfer_id = posted[accrual.currency]
         bulk.insert(DealRecord, self.records)  # COPY on PostgreSQL
         bulk.insert(Accrual, self.accruals)
         bulk.insert(Exclusion, self.exclusions)
@@ -564,6 +584,15 @@ class _Batch:
         _bump_client_volume(self.client_delta)
         _bump_daily(self.daily, self.now)
         emit_many([_accrued_event(a) for a in self.accruals])
+
+    def _payables(self, ib_ids: list[UUID], currency: str) -> dict[UUID, UUID]:
+        """The payable accounts of ``ib_ids``, the missing ones opened in one statement."""
+        unknown = [ib for ib in ib_ids if f"{ib}:{currency}" not in _ACCOUNTS]
+        if unknown:
+            opened = ledger.open_accounts(OwnerType.IB, map(str, unknown), currency, Bucket.PAYABLE)
+            with _ACCOUNTS_LOCK:
+                _ACCOUNTS.update({f"{ib}:{currency}": opened[str(ib)] for ib in unknown})
+        return {ib: self._payable(ib, currency) for ib in ib_ids}
 
     def _expense(self, currency: str) -> UUID:
         return self._account(
@@ -757,9 +786,7 @@ def transition(
         for a in rows:
             per_ib[a.ib_id].append(a)
             if to_state == S.CANCELLED and a.ledger_transfer_id is not None:
-                ledger.reverse(
-                    a.ledger_transfer_id, f"ibc-cancel:{a.pk}", reason=reason, actor=actor
-                )
+                _compensate(a, reason=reason, actor=actor)
         for ib_id, moved in sorted(per_ib.items(), key=lambda kv: str(kv[0])):
             audit.record(  # one entry per IB and command, naming every accrual moved
                 actor=actor,
@@ -777,6 +804,24 @@ def transition(
             state=to_state, state_changed_at=now
         )
     return rows
+
+
+def _compensate(a: Accrual, *, reason: str, actor: str) -> None:
+    """Take a cancelled accrual's amount back out of the IB's payable (a linked compensating
+    transfer: one batch transfer carries many accruals, so it is not reversed whole)."""
+    expense = ledger.system_account("ib_commission_expense", a.currency).id
+    payable = ledger.open_account(OwnerType.IB, str(a.ib_id), a.currency, Bucket.PAYABLE).id
+    ledger.transfer(
+        f"ibc-cancel:{a.pk}",
+        debit_account=payable if a.amount > 0 else expense,
+        credit_account=expense if a.amount > 0 else payable,
+        amount=abs(a.amount),
+        currency=a.currency,
+        kind="ib_commission_cancel",
+        metadata={"accrual": str(a.pk), "compensates": str(a.ledger_transfer_id)},
+        actor=actor,
+        reason=reason,
+    )
 
 
 def approve(ids: Sequence[UUID | str], *, by: Any) -> list[Accrual]:
