@@ -15,7 +15,6 @@ import itertools
 import json
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -201,7 +200,7 @@ class Index:
     originals: list[str] = field(default_factory=list)
     postings: dict[str, list[int]] = field(default_factory=dict)  # name part -> names[i]
     keys: dict[str, list[str]] = field(default_factory=dict)  # blocking key -> name parts
-    part_counts: list[int] = field(default_factory=list)  # how many parts names[i] has
+    singles: dict[str, list[int]] = field(default_factory=dict)  # one-part names by their part
     blocking_from: int = BLOCKING_FROM
 
     @classmethod
@@ -217,7 +216,8 @@ class Index:
                     for token in set(normal.split()):
                         index.postings.setdefault(token, []).append(len(index.names))
                     index.names.append(normal)
-                    index.part_counts.append(normal.count(" ") + 1)
+                    if " " not in normal:
+                        index.singles.setdefault(normal, []).append(len(index.names) - 1)
                     index.owners.append(position)
                     index.originals.append(name)
         if len(index.names) >= blocking_from:
@@ -239,21 +239,25 @@ class Index:
         against "Abdulrahman"). A name sharing only a common first name is not scored."""
         tokens = query.split()
         usable = [t for t in dict.fromkeys(tokens) if len(t) >= 3 or len(tokens) == 1]
-        met: Counter[int] = Counter()
-        for token in usable:
-            met.update(self._holders(token))
-        needed = min(2, len(usable))
-        chosen = {p for p, n in met.items() if n >= needed or self.part_counts[p] == 1}
+        parts = [self.similar_parts(token) for token in usable]
+        if len(parts) == 1:
+            chosen = self._holders(parts[0], self.postings)
+        else:
+            held = [self._holders(found, self.postings) for found in parts]
+            chosen = set().union(*(a & b for a, b in itertools.combinations(held, 2)))
+            for found in parts:
+                chosen |= self._holders(found, self.singles)
         if 1 < len(tokens) <= 4:
             for a, b in itertools.permutations(tokens, 2):
-                chosen.update(self._holders(a + b))
+                chosen |= self._holders(self.similar_parts(a + b), self.postings)
         return sorted(chosen)
 
-    def _holders(self, probe: str) -> set[int]:
-        """The names holding a part that ``probe`` meets through a blocking key."""
+    @staticmethod
+    def _holders(found: set[str], postings: dict[str, list[int]]) -> set[int]:
+        """The names (of ``postings``) holding any of the name parts ``found``."""
         holders: set[int] = set()
-        for part in self.similar_parts(probe):
-            holders.update(self.postings[part])
+        for part in found:
+            holders.update(postings.get(part, ()))
         return holders
 
     def search(
