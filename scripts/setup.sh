@@ -33,3 +33,7 @@ if command -v npm >/dev/null 2>&1 && [ -f package.json ]; then
 else
   echo "npm not found: pages will load without htmx (install nodejs and npm, then re-run)" >&2
 fi
+
+# Translation catalogues: compile src/brokerdesk/locale/*/LC_MESSAGES/django.po to django.mo
+# (with polib: no system gettext needed). The .mo files are build output, never committed.
+.venv/bin/brokerdesk translations compile >/dev/null

@@ -229,6 +229,8 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", True)
 EMAIL_USE_SSL = _env_bool("EMAIL_USE_SSL", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Brokerdesk <no-reply@localhost>")
+# EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend writes each e-mail here.
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
 
 # Sign-up and sign-in (django-allauth): registration by e-mail, verified before the first
 # sign-in; MFA offered to clients, required of staff (brokerdesk.backoffice.middleware).

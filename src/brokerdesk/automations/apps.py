@@ -11,3 +11,11 @@ class AutomationsConfig(AppConfig):
     name = "brokerdesk.automations"
     label = "automations"
     verbose_name = "Automations"
+
+    def ready(self) -> None:
+        """Put "Automations" in the back office's menu (every staff role may read it)."""
+        from django.utils.translation import gettext_lazy as _
+
+        from brokerdesk.core.nav import register_nav
+
+        register_nav("backoffice", _("Automations"), "automations:rules", order=70)

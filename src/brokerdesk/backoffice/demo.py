@@ -1,19 +1,148 @@
-"""Demo data of the back office: the demo staff login may sign in through allauth."""
+"""Demo data of the back office: the demo staff login, and one item in each work queue.
+
+Idempotent: every step is keyed (the client's e-mail, IB codes, request keys, event ids), so
+running ``brokerdesk demo`` again adds nothing.
+"""
 
 from __future__ import annotations
+
+import struct
+import zlib
+from datetime import timedelta
 
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 
+DEMO_REVIEW_EMAIL = "kyc-review@demo.example"
+SYSTEM = "system:demo"
+
 
 def seed() -> str:
-    """Mark the demo staff member's e-mail address verified (sign-in requires it)."""
+    """Verify the demo staff member's e-mail and fill the queues (KYC, AML, exceptions, IBs)."""
     from brokerdesk.core.management.commands.demo import DEMO_STAFF
 
     user = get_user_model().objects.filter(username=DEMO_STAFF[0]).first()
-    if user is None or not user.email:
-        return "no demo staff login"
-    EmailAddress.objects.update_or_create(
-        user=user, email=user.email, defaults={"verified": True, "primary": True}
+    if user is not None and user.email:
+        EmailAddress.objects.update_or_create(
+            user=user, email=user.email, defaults={"verified": True, "primary": True}
+        )
+    queues = [_kyc_review(), _aml_case(), _bank_exception(), _ib_tree()]
+    login = f"staff sign-in {user.email}" if user is not None and user.email else "no staff login"
+    return f"{login}; queues: {', '.join(queues)}"
+
+
+def _png(width: int, height: int, rgb: bytes) -> bytes:
+    """A plain PNG picture (the demo's stand-in for a scanned document)."""
+    raw = b"".join(b"\x00" + rgb * width for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
     )
-    return f"staff sign-in {user.email} (two-factor set-up on first sign-in)"
+
+
+def _kyc_review() -> str:
+    """A client whose documents wait for a compliance officer."""
+    from brokerdesk.clients import queries as client_queries
+    from brokerdesk.clients import services as clients
+    from brokerdesk.compliance import services as compliance
+    from brokerdesk.core import clock
+
+    if client_queries.search_clients(DEMO_REVIEW_EMAIL, limit=1):
+        return "KYC review exists"
+    from datetime import date
+
+    person = clients.register_individual(
+        email=DEMO_REVIEW_EMAIL,
+        first_name="Eleni",
+        last_name="Charalambous",
+        date_of_birth=date(1987, 4, 9),
+        country="CY",
+        jurisdiction="cysec",
+        phone="+357 22 765432",
+        by=SYSTEM,
+    )
+    today = clock.now().date()
+    compliance.upload_document(
+        person.pk,
+        doc_type="passport",
+        content=_png(420, 280, b"\x2a\x5a\xc8"),
+        by=SYSTEM,
+        filename="passport.png",
+        expires_on=today + timedelta(days=3000),
+    )
+    compliance.upload_document(
+        person.pk,
+        doc_type="proof_of_address",
+        content=_png(300, 420, b"\xe8\xee\xfd"),
+        by=SYSTEM,
+        filename="utility-bill.png",
+        issued_on=today - timedelta(days=25),
+    )
+    compliance.submit_kyc(person.pk, by=SYSTEM, provider="manual")
+    return "KYC review created"
+
+
+def _aml_case() -> str:
+    """A large deposit that opens an AML case."""
+    from brokerdesk.clients import queries as client_queries
+    from brokerdesk.compliance import services as compliance
+    from brokerdesk.core import clock
+
+    found = client_queries.search_clients(DEMO_REVIEW_EMAIL, limit=1)
+    if not found:
+        return "no AML case"
+    compliance.record_transaction(
+        "demo-backoffice-large-deposit",
+        client_id=found[0].id,
+        kind="deposit",
+        amount=1_250_000,
+        currency="USD",
+        occurred_at=clock.now(),
+    )
+    return "AML case open"
+
+
+def _bank_exception() -> str:
+    """A bank credit that quotes no reference: a reconciliation exception."""
+    from brokerdesk.payments import services as payments
+
+    payments.import_bank_statement(
+        "transaction_id,amount,currency,remittance\n"
+        "DEMO-BANK-0001,75000,USD,salary transfer without reference\n",
+        by=SYSTEM,
+    )
+    return "payment exception open"
+
+
+def _ib_tree() -> str:
+    """Two IBs, a promo code and commissions waiting for approval."""
+    from brokerdesk.partners import queries as partner_queries
+    from brokerdesk.partners import services as partners
+
+    codes = {row.code: row.id for row in partner_queries.all_ibs()}
+    top = (
+        codes.get("demo-harbour")
+        or partners.create_ib(code="demo-harbour", name="Harbour Partners", by=SYSTEM).pk
+    )
+    child = (
+        codes.get("demo-harbour-east")
+        or partners.create_ib(
+            code="demo-harbour-east", name="Harbour East", parent_id=top, by=SYSTEM
+        ).pk
+    )
+    if not partner_queries.links_of(child):
+        partners.create_link(child, by=SYSTEM, kind="promo", code="HARBOUR25", campaign="launch")
+    for n in (1, 2, 3):
+        partners.adjust(
+            child, 4_250, by=SYSTEM, reason="launch campaign", request_key=f"demo-bo-{n}"
+        )
+    return "2 IBs with commissions to approve"

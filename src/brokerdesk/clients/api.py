@@ -4,11 +4,11 @@ A client asking for another client's id gets 404, as if it did not exist.
 """
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from django.http import HttpRequest
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
 
 from brokerdesk.clients import queries, services
 from brokerdesk.core.errors import NotFound
@@ -109,7 +109,9 @@ STAFF_WRITERS = (Role.SUPPORT, Role.COMPLIANCE_OFFICER)
 
 
 @router.get("/", response=list[ClientOut], auth=staff_only(*Role))
-def search(request: HttpRequest, q: str = "", limit: int = 50) -> list[dict[str, Any]]:
+def search(
+    request: HttpRequest, q: str = "", limit: Annotated[int, Field(ge=1, le=200)] = 50
+) -> list[dict[str, Any]]:
     """Staff search clients by name, company or e-mail."""
     return [_out(c) for c in queries.search_clients(q, limit=min(limit, 200))]
 
@@ -157,7 +159,9 @@ def change_contact(request: HttpRequest, client_id: UUID, payload: ContactChange
 
 @router.get("/{client_id}/timeline", response=list[TimelineOut], auth=session)
 @domain_errors
-def read_timeline(request: HttpRequest, client_id: UUID, limit: int = 100) -> Any:
+def read_timeline(
+    request: HttpRequest, client_id: UUID, limit: Annotated[int, Field(ge=1, le=500)] = 100
+) -> Any:
     """The client's timeline, newest first."""
     visible_client(request, client_id)
     return [t.__dict__ for t in queries.timeline(client_id, limit=min(limit, 500))]

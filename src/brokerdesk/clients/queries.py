@@ -33,6 +33,10 @@ class ClientView:
     user_id: int | None
     registered_at: datetime
     relationship_ended_at: datetime | None
+    address_line: str = ""
+    city: str = ""
+    postal_code: str = ""
+    preferred_language: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,10 @@ def _view(client: Client) -> ClientView:
         user_id=client.user_id,
         registered_at=client.registered_at,
         relationship_ended_at=client.relationship_ended_at,
+        address_line=client.address_line,
+        city=client.city,
+        postal_code=client.postal_code,
+        preferred_language=client.preferred_language,
     )
 
 
@@ -217,3 +225,18 @@ def screening_rows() -> Any:
     for cid, kind, first, last, company, born, country, nationality in rows.iterator(5000):
         name = company if kind == "corporate" else f"{first} {last}".strip()
         yield cid, kind, name, born, str(country or ""), str(nationality or "")
+
+
+def registrations_by_day(start: datetime, end: datetime) -> list[tuple[date, int]]:
+    """How many clients registered on each UTC day in [start, end) (days with none left out)."""
+    from django.db.models import Count
+    from django.db.models.functions import TruncDate
+
+    rows = (
+        Client.objects.filter(registered_at__gte=start, registered_at__lt=end)
+        .annotate(day=TruncDate("registered_at"))
+        .values("day")
+        .annotate(n=Count("id"))
+        .order_by("day")
+    )
+    return [(row["day"], int(row["n"])) for row in rows]

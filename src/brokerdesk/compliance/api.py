@@ -5,11 +5,11 @@ their own KYC state and documents.
 """
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from django.http import FileResponse, HttpRequest
-from ninja import File, Form, Router, Schema, Status
+from ninja import Field, File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
 
 from brokerdesk.clients.api import visible_client
@@ -160,7 +160,9 @@ def clear_flag(request: HttpRequest, client_id: UUID, kind: str, payload: FlagIn
 
 
 @router.get("/queues/{state}", response=list[KycOut], auth=staff_only(Role.COMPLIANCE_OFFICER))
-def queue(request: HttpRequest, state: str, limit: int = 100) -> Any:
+def queue(
+    request: HttpRequest, state: str, limit: Annotated[int, Field(ge=1, le=500)] = 100
+) -> Any:
     """Review queue: clients in ``state``, longest waiting first."""
     return [
         {**v.__dict__, "history": []}
@@ -339,7 +341,7 @@ OFFICERS = staff_only(Role.COMPLIANCE_OFFICER)
 
 
 @router.get("/screening/queue", response=list[HitOut], auth=OFFICERS)
-def screening_queue(request: HttpRequest, limit: int = 100) -> Any:
+def screening_queue(request: HttpRequest, limit: Annotated[int, Field(ge=1, le=500)] = 100) -> Any:
     """Possible list matches waiting for review, highest score first."""
     return [h.__dict__ for h in queries.screening_queue(limit=min(limit, 500))]
 
@@ -369,7 +371,9 @@ def client_alerts(request: HttpRequest, client_id: UUID) -> Any:
 @router.get(
     "/cases", response=list[CaseOut], auth=staff_only(Role.COMPLIANCE_OFFICER, Role.AUDITOR)
 )
-def case_queue(request: HttpRequest, status: str = "open", limit: int = 100) -> Any:
+def case_queue(
+    request: HttpRequest, status: str = "open", limit: Annotated[int, Field(ge=1, le=500)] = 100
+) -> Any:
     """Investigator cases by status, oldest first."""
     return [c.__dict__ for c in queries.cases(status=status, limit=min(limit, 500))]
 

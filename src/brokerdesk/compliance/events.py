@@ -166,6 +166,7 @@ class DocumentReviewed(DomainEvent):
     document_id: UUID
     doc_type: str
     status: str
+    note: str = ""  # the reviewer's note for the client (a rejection always has one)
 
     def aggregate_id(self) -> str:
         return str(self.client_id)

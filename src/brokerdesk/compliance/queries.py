@@ -464,6 +464,7 @@ class DocumentView:
     uploaded_at: datetime
     uploaded_by: str
     deleted_at: datetime | None
+    review_note: str = ""  # the reviewer's note (the reason, for a rejected document)
 
 
 def document_view(doc: Document) -> DocumentView:
@@ -481,6 +482,7 @@ def document_view(doc: Document) -> DocumentView:
         doc.uploaded_at,
         doc.uploaded_by,
         doc.deleted_at,
+        doc.review_note,
     )
 
 
@@ -674,3 +676,31 @@ def cases(
 
 def _note_key(note: Any) -> tuple[datetime, str]:
     return (note.written_at, str(note.id))
+
+
+# -- staff queues (the back office reads these) ---------------------------------------------
+
+
+def kyc_state_counts() -> dict[str, int]:
+    """How many clients are in each KYC state (states with nobody are left out)."""
+    from django.db.models import Count
+
+    rows = KycCase.objects.values("state").annotate(n=Count("client_id"))
+    return {row["state"]: int(row["n"]) for row in rows}
+
+
+def alerts_of_case(case_id: UUID | str) -> list[AlertView]:
+    """The AML alerts gathered into one case, newest first."""
+    from brokerdesk.compliance.models import AmlAlert
+
+    return [
+        alert_view(a)
+        for a in AmlAlert.objects.filter(case_id=UUID(str(case_id))).order_by("-raised_at", "-id")
+    ]
+
+
+def open_case_count() -> int:
+    """How many investigator cases are not closed."""
+    from brokerdesk.compliance.models import ComplianceCase
+
+    return ComplianceCase.objects.exclude(status=ComplianceCase.Status.CLOSED).count()

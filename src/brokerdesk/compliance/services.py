@@ -654,6 +654,7 @@ def review_document(
                 document_id=doc.id,
                 doc_type=doc.doc_type,
                 status=doc.status,
+                note=note,
             )
         )
         record_timeline(

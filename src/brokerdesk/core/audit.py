@@ -132,3 +132,68 @@ def _verify_one(chain: int, batch_size: int) -> ChainReport:
             return ChainReport(count, False, entry.seq, "entry altered", chain)
         prev_hash, expected_seq, count = entry.hash, expected_seq + 1, count + 1
     return ChainReport(count, True, chain=chain)
+
+
+# -- reading the log (the back office's audit-log viewer) ----------------------------------
+
+
+@dataclass(frozen=True)
+class AuditView:
+    """One audit entry as a reader sees it."""
+
+    id: int
+    chain: int
+    seq: int
+    occurred_at: Any
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    reason: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    hash: str
+
+
+def entries(
+    *,
+    actor: str = "",
+    action: str = "",
+    object_type: str = "",
+    object_id: str = "",
+    since: Any = None,
+    until: Any = None,
+    limit: int = 100,
+) -> list[AuditView]:
+    """Entries matching every given filter, newest first (``action`` matches a prefix,
+    ``since``/``until`` bound ``occurred_at`` as [since, until))."""
+    qs = AuditEntry.objects.all()
+    if actor:
+        qs = qs.filter(actor=actor)
+    if action:
+        qs = qs.filter(action__startswith=action)
+    if object_type:
+        qs = qs.filter(object_type=object_type)
+    if object_id:
+        qs = qs.filter(object_id=object_id)
+    if since is not None:
+        qs = qs.filter(occurred_at__gte=since)
+    if until is not None:
+        qs = qs.filter(occurred_at__lt=until)
+    return [
+        AuditView(
+            e.pk,
+            e.chain,
+            e.seq,
+            e.occurred_at,
+            e.actor,
+            e.action,
+            e.object_type,
+            e.object_id,
+            e.reason,
+            dict(e.before or {}),
+            dict(e.after or {}),
+            e.hash,
+        )
+        for e in qs.order_by("-occurred_at", "-id")[:limit]
+    ]

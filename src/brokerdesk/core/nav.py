@@ -71,9 +71,15 @@ class NavLink:
 
 
 def nav_links(surface: str, held_roles: frozenset[str], path: str) -> list[NavLink]:
-    """The visible entries of ``surface`` with the one ``path`` is under marked current."""
+    """The visible entries of ``surface`` with the one ``path`` is under marked current.
+
+    The longest entry URL that ``path`` starts with wins; the surface's start page (such as
+    ``/backoffice/``) is current only on itself, not on every page below it.
+    """
     items = [(item, item.url) for item in nav_items(surface, held_roles)]
-    best = max((len(url) for _, url in items if path.startswith(url)), default=-1)
-    return [
-        NavLink(item.label, url, len(url) == best and path.startswith(url)) for item, url in items
-    ]
+
+    def under(url: str) -> bool:
+        return path == url or (path.startswith(url) and url.rstrip("/").count("/") > 1)
+
+    best = max((len(url) for _, url in items if under(url)), default=-1)
+    return [NavLink(item.label, url, len(url) == best and under(url)) for item, url in items]

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    """The landing page with links to every surface."""
+    """The landing page for visitors (open an account, sign in); a signed-in user goes
+    straight to their own surface (staff: back office, partners: IB portal, clients: portal)."""
+    user = request.user
+    if user.is_authenticated:
+        from brokerdesk.partners.queries import ib_id_for_user
+        from brokerdesk.staff.roles import is_staff_member
+
+        if is_staff_member(user):
+            return redirect("/backoffice/")
+        if ib_id_for_user(user) is not None:
+            from brokerdesk.clients.queries import client_id_for_user
+
+            if client_id_for_user(user) is None:
+                return redirect("/partners/")
+        return redirect("/portal/")
     return render(request, "core/home.html")
 
 

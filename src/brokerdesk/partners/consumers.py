@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from uuid import UUID
 
@@ -41,12 +42,26 @@ def parse_batch(messages: list[Message], *, strict: bool = True) -> list[ClosedD
     return deals
 
 
+def with_bonus_costs(deals: list[ClosedDeal], messages: list[Message]) -> list[ClosedDeal]:
+    """The deals with the bonus money each one released, so revenue share is net of bonuses
+    (``bonuses.services.settle_deal_events`` counts the deals towards bonuses first if its
+    own consumer has not yet: the same cost in any order). A cost in the payload is kept."""
+    from brokerdesk.bonuses.services import settle_deal_events
+
+    closed = [(m.payload, m.occurred_at) for m in messages if m.type == DEAL_CLOSED]
+    costs = settle_deal_events(closed)
+    return [
+        replace(d, bonus_cost=costs[d.key]) if not d.bonus_cost and costs.get(d.key) else d
+        for d in deals
+    ]
+
+
 @consumer("partners.accrue_deals", streams=["trading"], batch_size=500)
 def on_deals_closed(messages: list[Message]) -> None:
     """Accrue commission on a batch of closed deals."""
     deals = parse_batch(messages)
     if deals:
-        accrual.accrue_deals(deals)
+        accrual.accrue_deals(with_bonus_costs(deals, messages))
 
 
 @consumer("partners.record_funding", streams=["payments"], batch_size=200)

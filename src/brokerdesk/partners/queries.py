@@ -442,3 +442,226 @@ def ib_id_for_user(user: Any) -> UUID | None:
     if user is None or not getattr(user, "is_authenticated", False):
         return None
     return IB.objects.filter(user_id=user.pk).values_list("id", flat=True).first()
+
+
+# ---------------------------------------------------------------------------- staff tools
+# The back office calls these after its own role check (partner managers, finance).
+
+
+@dataclass(frozen=True)
+class IBRow:
+    """An IB as the staff IB list shows it."""
+
+    id: UUID
+    code: str
+    name: str
+    parent_id: UUID | None
+    depth: int
+    status: str
+    currency: str
+    clients: int
+    created_at: datetime
+
+
+def all_ibs(*, limit: int = 500) -> list[IBRow]:
+    """Every IB in tree order (each parent before its children), with its client count."""
+    rows = list(
+        IB.objects.annotate(n_clients=Count("attributions")).order_by("depth", "code")[:limit]
+    )
+    children: dict[UUID | None, list[IB]] = {}
+    for ib in rows:
+        children.setdefault(ib.parent_id, []).append(ib)
+    ordered: list[IBRow] = []
+    known = {ib.pk for ib in rows}
+
+    def walk(parent: UUID | None) -> None:
+        for ib in children.get(parent, []):
+            ordered.append(
+                IBRow(
+                    ib.pk,
+                    ib.code,
+                    ib.name,
+                    ib.parent_id,
+                    ib.depth,
+                    ib.status,
+                    ib.currency,
+                    int(getattr(ib, "n_clients", 0)),
+                    ib.created_at,
+                )
+            )
+            walk(ib.pk)
+
+    walk(None)
+    for parent in [p for p in children if p is not None and p not in known]:
+        walk(parent)  # subtrees whose top fell outside the limit
+    return ordered
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    """A referral link or promo code of an IB."""
+
+    id: UUID
+    kind: str
+    code: str
+    campaign: str
+    active: bool
+    created_at: datetime
+
+
+def links_of(ib_id: UUID | str) -> list[LinkRow]:
+    """The IB's referral links and promo codes, newest first."""
+    from brokerdesk.partners.models import ReferralLink
+
+    return [
+        LinkRow(link.pk, link.kind, link.code, link.campaign, link.active, link.created_at)
+        for link in ReferralLink.objects.filter(ib_id=ib_id).order_by("-created_at", "-id")
+    ]
+
+
+@dataclass(frozen=True)
+class ReassignmentRow:
+    """A request to move a client to another IB."""
+
+    id: UUID
+    client_id: UUID
+    from_ib: str
+    to_ib: str
+    reason: str
+    state: str
+    funded: bool
+    requested_by: str
+    requested_at: datetime
+
+
+def reassignments(*, state: str = "pending", limit: int = 100) -> list[ReassignmentRow]:
+    """Reassignment requests in ``state`` (pending ones wait for a second approver), oldest
+    first."""
+    from brokerdesk.partners.models import Reassignment
+
+    rows = (
+        Reassignment.objects.select_related("from_ib", "to_ib")
+        .filter(state=state)
+        .order_by("requested_at", "id")[:limit]
+    )
+    return [
+        ReassignmentRow(
+            r.pk,
+            r.client_id,
+            r.from_ib.code if r.from_ib else "",
+            r.to_ib.code,
+            r.reason,
+            r.state,
+            r.funded,
+            r.requested_by,
+            r.requested_at,
+        )
+        for r in rows
+    ]
+
+
+def attributed_ib_code(client_id: UUID | str) -> str:
+    """The code of the IB the client is attributed to ("" when none)."""
+    row = Attribution.objects.select_related("ib").filter(client_id=client_id).first()
+    return row.ib.code if row else ""
+
+
+@dataclass(frozen=True)
+class AccrualGroup:
+    """The accruals of one IB in one state and currency, summed: an approval batch."""
+
+    ib_id: UUID
+    ib_code: str
+    ib_name: str
+    state: str
+    currency: str
+    count: int
+    amount: int
+    ids: tuple[UUID, ...]
+
+
+def accrual_groups(
+    *, states: tuple[str, ...] = ("accrued", "approved"), limit: int = 100
+) -> list[AccrualGroup]:
+    """Accruals waiting for a decision, grouped by IB, state and currency (largest first)."""
+    ready = Q(release_at__isnull=True) | Q(release_at__lte=clock.now())  # holdbacks wait
+    rows = (
+        Accrual.objects.filter(ready, state__in=states)
+        .values("ib_id", "ib__code", "ib__name", "state", "currency")
+        .annotate(n=Count("id"), total=Sum("amount"))
+        .order_by("-total", "ib__code")[:limit]
+    )
+    groups = []
+    for row in rows:
+        ids = tuple(
+            Accrual.objects.filter(
+                ready, ib_id=row["ib_id"], state=row["state"], currency=row["currency"]
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        groups.append(
+            AccrualGroup(
+                row["ib_id"],
+                row["ib__code"],
+                row["ib__name"],
+                row["state"],
+                row["currency"],
+                int(row["n"]),
+                int(row["total"] or 0),
+                ids,
+            )
+        )
+    return groups
+
+
+# ---------------------------------------------------------------------------- the IB portal
+
+
+@dataclass(frozen=True)
+class IBProfile:
+    """The signed-in IB's own profile (the IB portal's header)."""
+
+    id: UUID
+    code: str
+    name: str
+    status: str
+    currency: str
+    depth: int
+
+
+def ib_profile(ib_id: UUID | str) -> IBProfile:
+    """The IB's profile, or ``NotFound``."""
+    ib = IB.objects.filter(pk=ib_id).first()
+    if ib is None:
+        raise NotFound("No such IB.", code="ib_not_found", field="ib_id")
+    return IBProfile(ib.pk, ib.code, ib.name, ib.status, ib.currency, ib.depth)
+
+
+@dataclass(frozen=True)
+class PayoutRow:
+    """A payout of commissions to the IB's wallet."""
+
+    id: UUID
+    currency: str
+    amount: int
+    paid_at: datetime
+
+
+def payouts_of(ib_id: UUID | str, *, limit: int = 100) -> list[PayoutRow]:
+    """The IB's payouts, newest first."""
+    from brokerdesk.partners.models import Payout
+
+    rows = Payout.objects.filter(ib_id=ib_id).order_by("-paid_at", "-id")[:limit]
+    return [PayoutRow(p.pk, p.currency, p.amount, p.paid_at) for p in rows]
+
+
+def earned_by_state(ib_id: UUID | str) -> dict[tuple[str, str], int]:
+    """The IB's accrual totals by (state, currency): accrued, approved, payable, paid."""
+    rows = (
+        Accrual.objects.filter(ib_id=ib_id)
+        .values("state", "currency")
+        .annotate(total=Sum("amount"))
+        .order_by()
+    )
+    return {(r["state"], r["currency"]): int(r["total"] or 0) for r in rows}

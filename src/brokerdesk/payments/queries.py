@@ -89,3 +89,108 @@ def exceptions(*, status: str | None = None, limit: int = 100) -> list[Exception
         )
         for r in rows[:limit]
     ]
+
+
+# -- staff queues and daily figures (the back office reads these) --------------------------
+
+
+def withdrawals_in_status(status: str, *, limit: int = 100) -> list[WithdrawalView]:
+    """Withdrawals in ``status`` (e.g. ``pending_approval``), oldest first: a work queue."""
+    rows = Withdrawal.objects.filter(status=status).order_by("created_at", "id")[:limit]
+    return [withdrawal_view(w) for w in rows]
+
+
+def count_in_status(kind: str, status: str) -> int:
+    """How many deposits (``kind="deposit"``) or withdrawals are in ``status``."""
+    model = Deposit if kind == "deposit" else Withdrawal
+    return model.objects.filter(status=status).count()
+
+
+@dataclass(frozen=True)
+class DailyFlow:
+    """Money in and out on one UTC day in one currency (minor units)."""
+
+    day: Any  # datetime.date
+    currency: str
+    deposits: int
+    withdrawals: int
+
+    @property
+    def net(self) -> int:
+        """Deposits minus withdrawals."""
+        return self.deposits - self.withdrawals
+
+
+def daily_flows(start: datetime, end: datetime) -> list[DailyFlow]:
+    """Confirmed deposits and paid (or sent) withdrawals per day and currency in [start, end)."""
+    from collections import defaultdict
+
+    from django.db.models import Sum
+    from django.db.models.functions import TruncDate
+
+    totals: dict[tuple[Any, str], list[int]] = defaultdict(lambda: [0, 0])
+    deposits = (
+        Deposit.objects.filter(
+            status__in=("confirmed", "held"), confirmed_at__gte=start, confirmed_at__lt=end
+        )
+        .annotate(day=TruncDate("confirmed_at"))
+        .values("day", "currency")
+        .annotate(total=Sum("amount"))
+    )
+    for row in deposits:
+        totals[(row["day"], row["currency"])][0] += int(row["total"] or 0)
+    withdrawals = (
+        Withdrawal.objects.filter(
+            status__in=("approved", "sent", "paid"), updated_at__gte=start, updated_at__lt=end
+        )
+        .annotate(day=TruncDate("updated_at"))
+        .values("day", "currency")
+        .annotate(total=Sum("amount"))
+    )
+    for row in withdrawals:
+        totals[(row["day"], row["currency"])][1] += int(row["total"] or 0)
+    return [
+        DailyFlow(day, currency, dep, wd)
+        for (day, currency), (dep, wd) in sorted(totals.items(), key=lambda kv: kv[0])
+    ]
+
+
+# -- the client portal ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MethodView:
+    """A payment method a client may withdraw to (return to source)."""
+
+    id: UUID
+    provider: str
+    kind: str
+    label: str
+    currencies: tuple[str, ...]
+
+
+def withdrawal_methods(client_id: UUID | str) -> list[MethodView]:
+    """The client's methods with the currencies deposited through each (return to source)."""
+    from brokerdesk.payments.models import PaymentMethod
+
+    deposited: dict[UUID, set[str]] = {}
+    for method_id, currency in Deposit.objects.filter(
+        client_id=client_id, method__isnull=False, status__in=("confirmed", "held")
+    ).values_list("method_id", "currency"):
+        deposited.setdefault(method_id, set()).add(currency)
+    methods = PaymentMethod.objects.filter(pk__in=deposited).order_by("created_at", "id")
+    return [
+        MethodView(
+            m.pk,
+            m.provider,
+            m.kind,
+            f"{m.kind} ···{m.token[-4:]}" if len(m.token) >= 4 else m.kind,
+            tuple(sorted(deposited[m.pk])),
+        )
+        for m in methods
+    ]
+
+
+def open_exception_count() -> int:
+    """How many reconciliation exceptions are not resolved yet."""
+    return ReconciliationException.objects.exclude(status="resolved").count()

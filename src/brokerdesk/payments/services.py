@@ -944,6 +944,47 @@ def reject_withdrawal(withdrawal_id: UUID | str, *, by: Any, reason: str) -> Wit
         return withdrawal_view(w)
 
 
+WITHDRAWAL_LANES = ("auto_approve", "manual_review")
+
+
+def route_withdrawal(
+    withdrawal_id: UUID | str, *, lane: str, by: Any, reason: str
+) -> WithdrawalView:
+    """Put a withdrawal not yet approved into a lane (the automations' risk routing).
+
+    ``auto_approve``: straight through (requested or pending_approval → approved);
+    ``manual_review``: requested → pending_approval (already there: unchanged). A withdrawal
+    already approved or further along cannot be re-routed (``IllegalTransition``). Audited.
+    """
+    if lane not in WITHDRAWAL_LANES:
+        raise ValidationError(
+            f"Unknown lane {lane!r}; one of {', '.join(WITHDRAWAL_LANES)}.",
+            code="unknown_lane",
+            field="lane",
+        )
+    if not isinstance(by, str):
+        require_role(by, Role.FINANCE)
+    if not reason.strip():
+        raise ValidationError("Routing needs a reason.", code="reason_required", field="reason")
+    actor = actor_label(by)
+    with transaction.atomic():
+        w = _locked_withdrawal(withdrawal_id)
+        if lane == "auto_approve":
+            states.check(states.WITHDRAWAL_TRANSITIONS, "withdrawal", w.status, "approved")
+            ensure_different_approver(w.requested_by, actor)
+            _approve(w, actor=actor, reason=reason)
+        elif w.status != "pending_approval":
+            _step(
+                "withdrawal",
+                w,
+                "pending_approval",
+                actor=actor,
+                reason=reason,
+                table=states.WITHDRAWAL_TRANSITIONS,
+            )
+        return withdrawal_view(w)
+
+
 def _unlock(w: Withdrawal, name: str, *, actor: str, reason: str) -> None:
     result = ledger.transfer(
         f"withdrawal:{w.reference}:{name}",

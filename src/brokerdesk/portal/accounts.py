@@ -48,6 +48,12 @@ class ClientSignupForm(SignupForm):
     )
     country = forms.ChoiceField(label=_("Country of residence"))
     jurisdiction = forms.ChoiceField(label=_("Account with"))
+    promo_code = forms.CharField(
+        label=_("Promo code (optional)"),
+        required=False,
+        max_length=60,
+        help_text=_("If a partner gave you a code, enter it here."),
+    )
 
     field_order = [
         "first_name",
@@ -58,6 +64,7 @@ class ClientSignupForm(SignupForm):
         "jurisdiction",
         "password1",
         "password2",
+        "promo_code",
     ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -104,6 +111,32 @@ class ClientLoginForm(LoginForm):
         login.widget.attrs.update(placeholder="you@example.com", autocomplete="username")
 
 
+def _attribute_referral(request: HttpRequest, user: AbstractBaseUser, promo_code: str) -> None:
+    """Attribute the new client to the IB of the referral link they came through (a signed
+    cookie set by ``portal:join``) or of the promo code they typed; first touch wins."""
+    from brokerdesk.clients.queries import client_id_for_user
+    from brokerdesk.partners import services as partners
+    from brokerdesk.portal.views import REFERRAL_COOKIE
+
+    token = request.COOKIES.get(REFERRAL_COOKIE) or None
+    client_id = client_id_for_user(user)
+    if client_id is not None and (token or promo_code.strip()):
+        partners.attribute_at_registration(
+            client_id, token=token, promo_code=promo_code.strip() or None, by="system:signup"
+        )
+
+
+def _chosen_language(user: AbstractBaseUser) -> str:
+    """The language a client chose in the portal ("" when none, or not a client)."""
+    from brokerdesk.clients.queries import client_id_for_user, get_client
+
+    client_id = client_id_for_user(user)
+    if client_id is None:
+        return ""
+    chosen = get_client(client_id).preferred_language
+    return chosen if chosen in dict(settings.LANGUAGES) else ""
+
+
 def _client_email_taken(email: str) -> bool:
     wanted = email.strip().lower()
     return any(c.email == wanted for c in search_clients(wanted, limit=5))
@@ -141,7 +174,20 @@ class AccountAdapter(DefaultAccountAdapter):
                 user=saved,
                 by=saved,
             )
+            _attribute_referral(request, saved, data.get("promo_code") or "")
         return saved
+
+    def post_login(self, request: HttpRequest, user: AbstractBaseUser, **kwargs: Any) -> Any:
+        """After sign-in, show the site in the client's preferred language, unless they picked
+        one with the language switcher; with neither, the browser's language applies."""
+        response = super().post_login(request, user, **kwargs)
+        language = _chosen_language(user)
+        switched = settings.LANGUAGE_COOKIE_NAME in request.COOKIES  # the switcher wins
+        if language and not switched and hasattr(response, "set_cookie"):
+            response.set_cookie(
+                settings.LANGUAGE_COOKIE_NAME, language, max_age=365 * 24 * 3600, samesite="Lax"
+            )
+        return response
 
     def get_login_redirect_url(self, request: HttpRequest) -> str:
         """Staff land in the back office, clients in the portal."""

@@ -203,6 +203,12 @@ class Bridge:
                         self._session(stop)
                     except PlatformError as exc:
                         self._note(f"session ended: {exc}")
+                    except Exception as exc:  # the bus or the checkpoint's database failed:
+                        # reconnect; catch-up re-publishes from the last saved checkpoint
+                        self._note(f"publish failed: {type(exc).__name__}: {exc}")
+                        close = getattr(self.store, "close", None)
+                        if close is not None:
+                            close()  # drop a broken database connection
                     finally:
                         self.connected.clear()
                         self.port.disconnect()

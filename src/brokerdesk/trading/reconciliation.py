@@ -127,3 +127,99 @@ def reconcile_platform_clearing(
             item.run = run
         ReconciliationException.objects.bulk_create(items)
     return run
+
+
+# -- the exceptions queue (the back office reads and resolves through these) ---------------
+
+
+@dataclass(frozen=True)
+class ExceptionRow:
+    """A platform-reconciliation mismatch as the staff queue shows it."""
+
+    id: str
+    server: str
+    currency: str
+    kind: str
+    comment: str
+    ledger_amount: int | None
+    platform_amount: int | None
+    ledger_reference: str
+    platform_ticket: int | None
+    login: int | None
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+def exceptions(*, unresolved_only: bool = True, limit: int = 100) -> list[ExceptionRow]:
+    """Mismatches found by the platform reconciliation runs, oldest first."""
+    qs = ReconciliationException.objects.select_related("run").order_by("created_at", "id")
+    if unresolved_only:
+        qs = qs.filter(resolved_at__isnull=True)
+    return [_exception_row(e) for e in qs[:limit]]
+
+
+def _exception_row(e: ReconciliationException) -> ExceptionRow:
+    return ExceptionRow(
+        str(e.pk),
+        e.run.server,
+        e.run.currency,
+        e.kind,
+        e.comment,
+        e.ledger_amount,
+        e.platform_amount,
+        e.ledger_reference,
+        e.platform_ticket,
+        e.login,
+        e.created_at,
+        e.resolved_at,
+    )
+
+
+def resolve_exception(exception_id: str, *, by: object, note: str) -> ExceptionRow:
+    """Mark a mismatch resolved (dealing or finance); the note is mandatory and audited."""
+    from django.core.exceptions import ValidationError as DjangoValidationError
+
+    from brokerdesk.core import audit
+    from brokerdesk.core.errors import IllegalTransition, NotFound, ValidationError
+    from brokerdesk.staff.roles import Role, actor_label, require_role
+
+    if not isinstance(by, str):
+        require_role(by, Role.DEALING, Role.FINANCE)  # type: ignore[arg-type]
+    if not (note or "").strip():
+        raise ValidationError(
+            "Resolving an exception needs a resolution note.", code="note_required", field="note"
+        )
+    actor = actor_label(by)
+    with transaction.atomic():
+        try:
+            row = (
+                ReconciliationException.objects.select_for_update()
+                .select_related("run")
+                .filter(pk=exception_id)
+                .first()
+            )
+        except (ValueError, DjangoValidationError):
+            row = None
+        if row is None:
+            raise NotFound("No such exception.", code="exception_not_found", field="exception_id")
+        if row.resolved_at is not None:
+            raise IllegalTransition(
+                "The exception is already resolved.", code="already_resolved", field="exception_id"
+            )
+        row.resolved_at = clock.now()
+        row.save(update_fields=["resolved_at"])
+        audit.record(
+            actor=actor,
+            action="trading.reconciliation_exception.resolved",
+            object_type="trading_reconciliation_exception",
+            object_id=str(row.pk),
+            reason=note.strip(),
+            before={"resolved": False},
+            after={"resolved": True, "kind": row.kind, "comment": row.comment},
+        )
+    return _exception_row(row)
+
+
+def open_exception_count() -> int:
+    """How many platform-reconciliation mismatches are not resolved yet."""
+    return ReconciliationException.objects.filter(resolved_at__isnull=True).count()

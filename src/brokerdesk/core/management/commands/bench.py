@@ -17,7 +17,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from brokerdesk.core.benchdb import bench_environment
 
 # Names the issues use for a module's benchmark.
-ALIASES = {"ingest": "trading", "commissions": "partners", "screening": "compliance"}
+ALIASES = {
+    "ingest": "trading",
+    "commissions": "partners",
+    "screening": "compliance",
+    "scale": "reporting",
+}
 
 
 class Command(BaseCommand):

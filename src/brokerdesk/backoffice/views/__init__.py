@@ -1,0 +1,1 @@
+"""Back-office pages, one module per screen (each view wrapped in ``staff_page``)."""
