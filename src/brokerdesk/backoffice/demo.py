@@ -26,7 +26,7 @@ def seed() -> str:
         EmailAddress.objects.update_or_create(
             user=user, email=user.email, defaults={"verified": True, "primary": True}
         )
-    queues = [_kyc_review(), _aml_case(), _bank_exception(), _ib_tree()]
+    queues = [_kyc_review(), _aml_case(), _bank_exception(), _ib_tree(), _every_kyc_state()]
     login = f"staff sign-in {user.email}" if user is not None and user.email else "no staff login"
     return f"{login}; queues: {', '.join(queues)}"
 
@@ -89,6 +89,61 @@ def _kyc_review() -> str:
     )
     compliance.submit_kyc(person.pk, by=SYSTEM, provider="manual")
     return "KYC review created"
+
+
+# One demo client per KYC state, and the transitions that bring a new client there.
+KYC_PATHS: dict[str, tuple[str, ...]] = {
+    "lead": (),
+    "documents_pending": ("documents_pending",),
+    "under_verification": ("under_verification",),
+    "manual_review": ("under_verification", "manual_review"),
+    "approved": ("under_verification", "approved"),
+    "rejected": ("under_verification", "rejected"),
+    "restricted": ("under_verification", "approved", "restricted"),
+    "aml_review": ("under_verification", "approved", "aml_review"),
+}
+KYC_NAMES = {
+    "lead": ("Lior", "Amsalem"),
+    "documents_pending": ("Dara", "Okafor"),
+    "under_verification": ("Mina", "Haddad"),
+    "manual_review": ("Tomas", "Novak"),
+    "approved": ("Aiko", "Tanaka"),
+    "rejected": ("Pavel", "Ionescu"),
+    "restricted": ("Sofia", "Marino"),
+    "aml_review": ("Omar", "Farouk"),
+}
+
+
+def _every_kyc_state() -> str:
+    """A client in each KYC state, so every queue and badge has something to show."""
+    from datetime import date
+
+    from brokerdesk.clients import queries as client_queries
+    from brokerdesk.clients import services as clients
+    from brokerdesk.compliance import services as compliance
+
+    made = 0
+    for state, path in KYC_PATHS.items():
+        email = f"kyc-{state.replace('_', '-')}@example.com"
+        if client_queries.search_clients(email, limit=1):
+            continue
+        first, last = KYC_NAMES[state]
+        person = clients.register_individual(
+            email=email,
+            first_name=first,
+            last_name=last,
+            date_of_birth=date(1984 + made, 5, 17),
+            country="CY",
+            jurisdiction="cysec",
+            phone=f"+357 22 10{made:04d}",
+            by=SYSTEM,
+        )
+        for step in path:
+            compliance.transition_kyc(
+                person.pk, step, by=SYSTEM, reason=f"demo: a client in {state}", provider="sumsub"
+            )
+        made += 1
+    return f"{made} clients, one per KYC state" if made else "KYC states present"
 
 
 def _aml_case() -> str:

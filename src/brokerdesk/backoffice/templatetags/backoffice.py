@@ -37,3 +37,58 @@ def minor(amount: int | None, currency: str) -> str:
     from brokerdesk.backoffice.read import money
 
     return money(amount, currency)
+
+
+# Codes staff see in badges and lists (AML rules and cases, wallet buckets, document and
+# client states). Unknown codes are shown as they are.
+CODE_LABELS: dict[str, Any] = {
+    # AML monitoring rules and severities
+    "large_deposit": _("Large deposit"),
+    "deposit_velocity": _("Many deposits in a short time"),
+    "structuring": _("Structuring"),
+    "dormancy_break": _("Dormant account active again"),
+    "deposit_then_withdrawal": _("Deposit then withdrawal"),
+    "low": _("Low"),
+    "medium": _("Medium"),
+    "high": _("High"),
+    # cases and screening hits
+    "open": _("Open"),
+    "investigating": _("Investigating"),
+    "closed": _("Closed"),
+    "confirmed": _("Confirmed"),
+    "dismissed": _("Dismissed"),
+    "false_positive": _("False positive"),
+    "valuable_alert": _("Valuable alert"),
+    "confirmed_risk": _("Confirmed risk"),
+    "sar_filed": _("Suspicious activity report filed"),
+    # wallet buckets
+    "cash": _("Cash"),
+    "bonus": _("Bonus"),
+    "locked": _("Locked for withdrawal"),
+    "pending": _("Pending"),
+    # documents
+    "received": _("Received"),
+    "accepted": _("Accepted"),
+    "rejected": _("Rejected"),
+    "expired": _("Expired"),
+    "deleted": _("Deleted"),
+    # payment reconciliation exceptions
+    "unmatched_webhook": _("Provider notice with no matching payment"),
+    "webhook_amount_mismatch": _("Amount differs from the provider's"),
+    "chargeback_unfunded": _("Chargeback on money already spent"),
+    "missing_at_psp": _("Not in the provider's settlement file"),
+    "duplicate_row": _("Row appears twice in the file"),
+    "malformed_row": _("Row could not be read"),
+    "new": _("New"),
+    "in_review": _("In review"),
+    "resolved": _("Resolved"),
+    # clients
+    "individual": _("Individual"),
+    "corporate": _("Corporate"),
+}
+
+
+@register.filter
+def code_label(code: str) -> Any:
+    """A readable, translated name for a status or rule code (the code itself when unknown)."""
+    return CODE_LABELS.get(code, code)
