@@ -167,14 +167,14 @@ def _skeleton(token: str) -> str:
 _SOUNDS = str.maketrans({"c": "k", "q": "k", "z": "s", "v": "f", "j": "g", "d": "t"})
 
 
-def blocking_keys(token: str) -> set[str]:
+def blocking_keys(token: str, *, prefix: bool = True) -> set[str]:
     """The keys under which a name part is found: itself, itself with any one letter left out
     (so one typo, extra or missing letter on either side still meets), its first five letters
     (a longer form of the name) and its consonant skeleton (a transliteration)."""
     keys = {token}
     if len(token) >= 3:
         keys.update(token[:i] + token[i + 1 :] for i in range(len(token)))
-    if len(token) >= 5:
+    if prefix and len(token) >= 5:
         keys.add("^" + token[:5])  # "smith" meets "smithson"
     skeleton = _skeleton(token)
     if len(skeleton) >= 3:
@@ -226,10 +226,11 @@ class Index:
                     index.keys.setdefault(key, []).append(token)
         return index
 
-    def similar_parts(self, probe: str) -> set[str]:
-        """The list's name parts that ``probe`` meets through a blocking key."""
+    def similar_parts(self, probe: str, *, prefix: bool = True) -> set[str]:
+        """The list's name parts that ``probe`` meets through a blocking key (``prefix``:
+        also the parts sharing its first five letters)."""
         found: set[str] = set()
-        for key in blocking_keys(probe):
+        for key in blocking_keys(probe, prefix=prefix):
             found.update(self.keys.get(key, ()))
         return found
 
@@ -249,7 +250,8 @@ class Index:
                 chosen |= self._holders(found, self.singles)
         if 1 < len(tokens) <= 4:
             for a, b in itertools.permutations(tokens, 2):
-                chosen |= self._holders(self.similar_parts(a + b), self.postings)
+                # two parts written together: a longer part sharing their start is no evidence
+                chosen |= self._holders(self.similar_parts(a + b, prefix=False), self.postings)
         return sorted(chosen)
 
     @staticmethod

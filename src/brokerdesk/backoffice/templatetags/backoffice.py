@@ -82,6 +82,19 @@ CODE_LABELS: dict[str, Any] = {
     "new": _("New"),
     "in_review": _("In review"),
     "resolved": _("Resolved"),
+    # where a support ticket came from
+    "portal": _("Client portal"),
+    "email": _("E-mail"),
+    "staff": _("Staff"),
+    "api": _("API"),
+    # KYC states (as the KYC badge names them)
+    "lead": _("Not started"),
+    "documents_pending": _("Documents needed"),
+    "under_verification": _("Under verification"),
+    "manual_review": _("Manual review"),
+    "approved": _("Approved"),
+    "restricted": _("Restricted"),
+    "aml_review": _("AML review"),
     # clients
     "individual": _("Individual"),
     "corporate": _("Corporate"),
