@@ -16,7 +16,7 @@ from brokerdesk.ledger import services as ledger
 from brokerdesk.payments import queries, services
 from brokerdesk.payments.models import Deposit, InboxEvent, ReconciliationException
 from brokerdesk.payments.sandbox import signing
-from tests.payments.conftest import SECRET, deliver, new_client, pay, wallet
+from tests.payments.conftest import API_KEY, SECRET, deliver, new_client, pay, wallet
 
 LIVE = pytest.mark.django_db(transaction=True)  # real webhooks over HTTP, real threads
 LOCAL = pytest.mark.django_db  # webhooks handed to the service in the test's transaction
@@ -393,3 +393,37 @@ def test_an_unknown_reference_is_recorded_and_queued_not_posted(local_psp):
     assert services.receive_webhook("sandbox", body, headers) == "unmatched"
     assert ReconciliationException.objects.get().kind == "unmatched_webhook"
     assert clearing() == 0
+
+
+@pytest.mark.django_db
+def test_an_intent_cut_off_before_the_psp_answered_is_finished_by_the_retry(local_psp):
+    """A crash between our row and the PSP's answer (the PostgreSQL-restart drill found it)
+    leaves an initiated intent without a payment; the client's retry with the same request
+    id finishes it, and the PSP holds one payment for the reference, not two."""
+    from brokerdesk.payments import connectors as registry
+    from brokerdesk.payments.connectors.sandbox import SandboxConnector
+
+    client = new_client(verified=True)
+    real = registry.get("sandbox")
+    assert isinstance(real, SandboxConnector)
+
+    class CutOff(SandboxConnector):
+        def create_deposit(self, **kwargs: Any) -> Any:
+            real.create_deposit(**kwargs)  # the PSP made the payment…
+            raise ConnectionResetError("…but its answer never arrived")
+
+    registry.register(CutOff(base_url=local_psp.url, api_key=API_KEY, webhook_secret=SECRET))
+    request = {"amount": 20_000, "currency": "USD", "request_id": f"cut-{client.pk}"}
+    with pytest.raises(ConnectionResetError):
+        services.create_deposit_intent(client.pk, by="system:test", **request)
+    stuck = Deposit.objects.get(request_key=request["request_id"])
+    assert (stuck.status, stuck.provider_id) == ("initiated", "")
+
+    registry.register(real)
+    retried = services.create_deposit_intent(client.pk, by="system:test", **request)
+
+    assert retried.status == "pending" and retried.provider_id.startswith("pay_")
+    same_reference = [o for o in local_psp.objects.values() if o["reference"] == stuck.reference]
+    assert [o["id"] for o in same_reference] == [retried.provider_id]
+    assert deliver(local_psp, retried.provider_id, "complete") == "confirmed"
+    assert wallet(client.pk) == 20_000

@@ -324,7 +324,11 @@ def create_deposit_intent(
     connector = connectors.get(provider)
     existing = Deposit.objects.filter(request_key=request_id).first()
     if existing is not None:
-        return _replayed_deposit(existing, client.id, amount, currency, provider)
+        replayed = _replayed_deposit(existing, client.id, amount, currency, provider)
+        if existing.status == "initiated" and not existing.provider_id:
+            # the first attempt stopped between our row and the PSP's answer: finish it
+            return _create_at_provider(existing, connector, actor)
+        return replayed
     decision = may(
         client.id, "deposit", amount=amount, currency=currency, deposited_total=deposited_total
     )
@@ -351,12 +355,18 @@ def create_deposit_intent(
             updated_at=now,
         )
         _opened("deposit", deposit, actor=actor, reason="deposit intent")
+    return _create_at_provider(deposit, connector, actor)
+
+
+def _create_at_provider(deposit: Deposit, connector: Any, actor: str) -> DepositView:
+    """Create the intent's payment at the PSP (idempotent there on our reference) and record
+    its id and pay URL; a refusal fails the intent."""
     try:
         created = connector.create_deposit(
             reference=deposit.reference,
-            amount=amount,
-            currency=currency,
-            metadata={"client_id": str(client.id)},
+            amount=deposit.amount,
+            currency=deposit.currency,
+            metadata={"client_id": str(deposit.client_id)},
         )
     except ProviderError as exc:
         with transaction.atomic():

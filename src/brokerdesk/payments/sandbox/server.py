@@ -227,6 +227,19 @@ class SandboxPSP:
         reference = str(data.get("reference", ""))
         if not reference:
             raise _BadRequest("reference is required")
+        with self._lock:  # one object per reference, as a real PSP's idempotency key gives
+            twin = next(
+                (
+                    o
+                    for o in self.objects.values()
+                    if o["object"] == object_type and o["reference"] == reference
+                ),
+                None,
+            )
+        if twin is not None:
+            if (twin["amount"], twin["currency"]) != (amount, currency):
+                raise _BadRequest("reference already used for a different amount or currency")
+            return dict(twin)
         prefix = "pay" if object_type == "payment" else "po"
         obj_id = f"{prefix}_{secrets.token_hex(8)}"
         obj: dict[str, Any] = {
