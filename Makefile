@@ -5,7 +5,7 @@ setup:
 	scripts/setup.sh
 
 demo:
-	scripts/demo.sh
+	scripts/demo.sh $(ARGS)
 
 test:
 	scripts/test.sh

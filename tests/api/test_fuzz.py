@@ -32,6 +32,7 @@ from allauth.mfa.totp.internal.auth import (
     yield_hotp_counters_from_time,
 )
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import Client as HttpClient
@@ -76,6 +77,7 @@ def current_code(secret: str) -> str:
 
 def admin_session() -> str:
     """Sign a staff admin in through allauth: password, then the TOTP code; the session id."""
+    cache.clear()  # allauth's rate limits count per address: earlier tests' attempts must not
     email = f"fuzz-admin-{secrets.token_hex(4)}@example.com"
     user = get_user_model().objects.create_user(username=email, email=email, password=PASSWORD)
     EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)

@@ -22,6 +22,8 @@ def test_the_command_serves_payments_on_a_free_port_until_interrupted(tmp_path):
         "SANDBOX_PSP_API_KEY": API_KEY,
         "BROKERDESK_DATA_DIR": str(tmp_path),
     }
+    errors = tmp_path / "stderr.log"  # a file, not a pipe: a chatty child never blocks on it
+    stderr = errors.open("w")
     process = subprocess.Popen(  # noqa: S603
         [
             sys.executable,
@@ -34,15 +36,13 @@ def test_the_command_serves_payments_on_a_free_port_until_interrupted(tmp_path):
             str(tmp_path / "stl"),
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         env=env,
     )
     try:
         line = process.stdout.readline() if process.stdout else ""
-        assert line.startswith("listening http://127.0.0.1:"), (
-            process.stderr.read() if process.stderr else line
-        )
+        assert line.startswith("listening http://127.0.0.1:"), errors.read_text()
         url = line.split()[1]
         request = urllib.request.Request(  # noqa: S310
             f"{url}/v1/payments",
@@ -56,7 +56,8 @@ def test_the_command_serves_payments_on_a_free_port_until_interrupted(tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)  # generous: the machine may be busy with the other suite
-    assert SECRET not in (process.stderr.read() if process.stderr else "")
+        stderr.close()
+    assert SECRET not in errors.read_text()
 
 
 def test_the_command_refuses_to_start_without_a_signing_secret(monkeypatch):

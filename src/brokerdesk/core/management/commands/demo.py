@@ -60,7 +60,8 @@ class Command(BaseCommand):
     help = "Set up and run Brokerdesk with demo data on the embedded default."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--bind", default="127.0.0.1:8000")
+        parser.add_argument("--bind", default="127.0.0.1:8000", help="host:port to serve on")
+        parser.add_argument("--port", type=int, help="serve on 127.0.0.1:PORT (instead of --bind)")
         parser.add_argument("--no-serve", action="store_true", help="seed, then exit")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -69,6 +70,8 @@ class Command(BaseCommand):
         seed_all(self.stdout)
         if options["no_serve"]:
             return
+        if options["port"]:
+            options["bind"] = f"127.0.0.1:{options['port']}"
         base = f"http://{options['bind']}"
         os.environ.setdefault("SANDBOX_PSP_SECRET", _sandbox_secret())
         os.environ.setdefault("SANDBOX_PSP_URL", f"http://127.0.0.1:{SANDBOX_PSP_PORT}")
