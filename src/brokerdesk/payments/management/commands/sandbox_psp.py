@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,10 @@ class Command(BaseCommand):
             settlement_dir=directory,
             faults=faults,
         )
+        # Ctrl-C or SIGTERM stops it cleanly, even when started with SIGINT ignored (a shell's
+        # background job).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         psp.start()
         sys.stdout.write(f"listening {psp.url} settlements={directory}\n")
         sys.stdout.flush()
