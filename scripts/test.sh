@@ -22,9 +22,8 @@ trap 'rm -rf "$work"' EXIT
 scripts/services.sh
 
 echo "== pytest on SQLite with the outbox bus, and on PostgreSQL with Redis Streams (in parallel)"
-# Job control on: without it, bash starts background jobs with SIGINT ignored, and the
-# processes the tests start (and interrupt) would inherit that.
-set -m
+# (bash starts these background jobs with SIGINT ignored, and the processes the tests start
+# inherit that: commands the tests interrupt with SIGINT install their own handler.)
 started=$(date +%s)
 env -u DATABASE_URL BUS_URL=outbox BROKERDESK_DATA_DIR="$work/sqlite" \
   pytest -p no:cacheprovider "$@" >"$work/sqlite.log" 2>&1 &
