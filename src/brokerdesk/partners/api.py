@@ -23,7 +23,7 @@ MONEY = (Role.PARTNER_MANAGER, Role.FINANCE)
 
 
 def _me(request: HttpRequest) -> UUID:
-    ib_id = IB.objects.filter(user_id=request.user.pk).values_list("id", flat=True).first()
+    ib_id = queries.ib_id_for_user(request.user)
     if ib_id is None:
         raise NotFound("You are not a partner.", code="ib_not_found")
     return ib_id
