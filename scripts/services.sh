@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start PostgreSQL, Redis and NATS (JetStream) on this machine when they are not running,
-# installing them from Debian's packages first when they are missing.
+# installing them from Debian's packages first when they are missing (and Chromium and the
+# DejaVu fonts, which the browser and PDF statement tests use).
 set -euo pipefail
 
 need_install=()
@@ -9,6 +10,8 @@ command -v redis-server >/dev/null 2>&1 || need_install+=(redis-server)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_install+=(nats-server)
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads its own)
 [ -x /usr/bin/chromium ] || need_install+=(chromium)
+# DejaVu Sans, embedded in PDF statements so names outside Latin-1 print as written
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_install+=(fonts-dejavu-core)
 if [ ${#need_install[@]} -gt 0 ]; then
   echo "installing ${need_install[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_install[@]}" >/dev/null

@@ -277,4 +277,6 @@ LOGGING: dict[str, Any] = {
     "formatters": {"json": {"()": "brokerdesk.core.logging.json_formatter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # fpdf2 subsets the statement font through fontTools, which narrates every table at INFO
+    "loggers": {"fontTools": {"level": "WARNING"}},
 }

@@ -113,3 +113,26 @@ def test_message_delivered_too_often_goes_to_the_dead_letter_stream(
     dead = bus.dead_letters(stream)
     dead_messages = [d[0] if isinstance(d, tuple) else d for d in dead]
     assert dead_messages == [poison]
+
+
+def test_redis_packs_messages_into_entries_and_readers_unpack_them(bus_factory, stream: str):
+    # Given a publisher that packs 3 messages per stream entry (the bridge's firehose),
+    writer = bus_factory("redis", pack=3)
+    sent = [message(stream, n) for n in range(7)]
+    writer.publish(sent)
+    assert isinstance(writer, RedisStreamsBus)
+    assert writer.client.xlen(writer.key(stream)) == 3  # 3 + 3 + 1
+    # a plain reader gets every message, in order, about ``count`` at a time,
+    reader = bus_factory("redis", like=writer)
+    first = reader.read(stream, "g", "c", count=3, block_ms=1000)
+    rest = reader.read(stream, "g", "c", count=100, block_ms=1000)
+    assert [d.message for d in first + rest] == sent
+    assert [d.message.payload["n"] for d in first] == [0, 1, 2]
+    assert len({d.delivery_id for d in first}) == 1  # one entry, one acknowledgement
+    # and an entry left unacknowledged comes back whole after the idle time.
+    reader.ack(stream, "g", rest)
+    time.sleep(CLAIM_IDLE_MS / 1000 + 0.2)
+    again = reader.read(stream, "g", "other", count=3, block_ms=1000)
+    assert [d.message for d in again] == sent[:3] and {d.attempts for d in again} == {2}
+    reader.ack(stream, "g", again)
+    assert reader.depth(stream, "g").pending == 0

@@ -80,3 +80,32 @@ def test_uuid7_ids_are_time_ordered():
     assert later > ids[-1]
     millis = later.int >> 80
     assert abs(millis - time.time() * 1000) < 5_000
+
+
+def test_uuid7_ids_stay_increasing_past_4096_in_one_millisecond(monkeypatch):
+    from brokerdesk.core import ids as ids_module
+
+    frozen = time.time_ns()
+    monkeypatch.setattr(ids_module.time, "time_ns", lambda: frozen)
+    made = [new_id() for _ in range(10_000)]  # more than the 12-bit counter holds
+
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in made)
+    assert (made[-1].int >> 80) - frozen // 1_000_000 >= 1  # borrowed the next millisecond
+
+
+def test_uuid7_ids_made_by_many_threads_are_unique():
+    import threading
+
+    made: list[uuid.UUID] = []
+
+    def make() -> None:
+        made.extend(new_id() for _ in range(5_000))
+
+    threads = [threading.Thread(target=make) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(made)) == 40_000

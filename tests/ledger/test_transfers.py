@@ -394,33 +394,97 @@ def test_replay_ledger_command_prints_a_clean_report(wallet, capsys):
     assert '"clean": true' in out
 
 
+def _rogue_transfer(currency: str = "USD") -> Transfer:
+    return Transfer.objects.create(
+        idempotency_key=unique(),
+        request_hash="x",
+        kind="rogue",
+        currency=currency,
+        amount=5,
+        phase="posted",
+        created_at=clock.now(),
+    )
+
+
 def test_postgres_refuses_an_unbalanced_transfer_written_around_the_service(wallet, on_postgres):
-    """The deferred trigger is PostgreSQL's; on SQLite the service check is the only guard."""
+    """The statement-level trigger is PostgreSQL's; on SQLite the service check is the guard."""
     from django.db import DatabaseError, transaction
 
     if not on_postgres:
-        pytest.skip("deferred constraint triggers are a PostgreSQL feature")
+        pytest.skip("statement-level triggers with transition tables are a PostgreSQL feature")
     a = wallet()
-    now = clock.now()
     with pytest.raises(DatabaseError, match="does not balance"), transaction.atomic():
-        t = Transfer.objects.create(
-            idempotency_key=unique(),
-            request_hash="x",
-            kind="rogue",
-            currency="USD",
-            amount=5,
-            phase="posted",
-            created_at=now,
+        t = _rogue_transfer()
+        Entry.objects.create(transfer=t, account=a, side="C", amount=5, created_at=t.created_at)
+
+
+def test_postgres_refuses_entries_naming_missing_rows_or_another_currency(wallet, on_postgres):
+    """What the foreign keys guarded, the statement-level trigger guards on PostgreSQL."""
+    import uuid
+
+    from django.db import DatabaseError, transaction
+
+    if not on_postgres:
+        pytest.skip("statement-level triggers with transition tables are a PostgreSQL feature")
+    usd, eur = wallet("USD"), wallet("EUR")
+    other = wallet("USD")
+    with (
+        pytest.raises(DatabaseError, match=r"account .* that does not exist"),
+        transaction.atomic(),
+    ):
+        t = _rogue_transfer()
+        Entry.objects.bulk_create(
+            [
+                Entry(
+                    transfer=t, account_id=uuid.uuid4(), side="D", amount=5, created_at=t.created_at
+                ),
+                Entry(transfer=t, account=usd, side="C", amount=5, created_at=t.created_at),
+            ]
         )
-        Entry.objects.create(transfer=t, account=a, side="C", amount=5, created_at=now)
-        with connection_cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with (
+        pytest.raises(DatabaseError, match=r"transfer .* that does not exist"),
+        transaction.atomic(),
+    ):
+        Entry.objects.create(
+            transfer_id=uuid.uuid4(), account=usd, side="C", amount=5, created_at=clock.now()
+        )
+    with pytest.raises(DatabaseError, match="EUR account in a USD transfer"), transaction.atomic():
+        t = _rogue_transfer("USD")
+        Entry.objects.bulk_create(
+            [
+                Entry(transfer=t, account=eur, side="D", amount=5, created_at=t.created_at),
+                Entry(transfer=t, account=other, side="C", amount=5, created_at=t.created_at),
+            ]
+        )
+    t = _rogue_transfer("USD")  # and a balanced pair in one statement is accepted
+    Entry.objects.bulk_create(
+        [
+            Entry(transfer=t, account=other, side="D", amount=5, created_at=t.created_at),
+            Entry(transfer=t, account=usd, side="C", amount=5, created_at=t.created_at),
+        ]
+    )
+    assert Entry.objects.filter(transfer=t).count() == 2
 
 
-def connection_cursor():
-    from django.db import connection
+def test_postgres_keeps_a_ledger_account_that_has_entries(wallet, on_postgres):
+    from django.db import DatabaseError, connection, transaction
 
-    return connection.cursor()
+    from brokerdesk.ledger.models import LedgerAccount
+
+    if not on_postgres:
+        pytest.skip("the delete guard is a PostgreSQL trigger (SQLite keeps its foreign key)")
+    used, unused = wallet(), wallet()
+    deposit(used, 100)
+    delete = "DELETE FROM ledger_ledgeraccount WHERE id = %s"  # around the ORM's own guard
+    with (
+        pytest.raises(DatabaseError, match="has entries"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(delete, [used.id])
+    with connection.cursor() as cursor:
+        cursor.execute(delete, [unused.id])
+    assert not LedgerAccount.objects.filter(id=unused.id).exists()
 
 
 def test_the_worker_job_expires_overdue_pending_transfers(wallet):
@@ -439,3 +503,96 @@ def test_the_worker_job_expires_overdue_pending_transfers(wallet):
     with clock.frozen(start + timedelta(seconds=6)):
         assert "ledger.expire_pending" in run_due(now=10**9)
     assert queries.balance(account.id).available == 1_000
+
+
+def test_open_accounts_creates_the_missing_ones_and_returns_the_rest():
+    from brokerdesk.ledger.models import LedgerAccount
+
+    existing = services.open_account("ib", unique("ib"), "USD", "payable")
+    new_owner = unique("ib")
+    ids = services.open_accounts("ib", [existing.owner_id, new_owner], "USD", "payable")
+
+    assert ids[existing.owner_id] == existing.id
+    created = LedgerAccount.objects.get(id=ids[new_owner])
+    assert (created.currency, created.bucket, created.no_negative) == ("USD", "payable", False)
+    assert services.open_accounts("ib", [new_owner], "USD", "payable") == {new_owner: created.id}
+
+
+def test_open_accounts_refuses_an_unknown_bucket_or_owner_type_before_writing():
+    from brokerdesk.ledger.models import LedgerAccount
+
+    before = LedgerAccount.objects.count()
+    with pytest.raises(ValidationError) as bucket:
+        services.open_accounts("ib", [unique("ib")], "USD", "piggy_bank")
+    with pytest.raises(ValidationError) as owner:
+        services.open_accounts("martian", [unique("m")], "USD", "cash")
+    with pytest.raises(ValidationError) as currency:
+        services.open_accounts("ib", [unique("ib")], "XXQ", "cash")
+
+    assert (bucket.value.field, owner.value.field, currency.value.field) == (
+        "bucket",
+        "owner_type",
+        "currency",
+    )
+    assert LedgerAccount.objects.count() == before
+
+
+@pytest.mark.parametrize("one_statement_max_rows", [0, 20_000])
+def test_a_batch_writes_the_same_through_copy_or_one_statement(
+    wallet, monkeypatch, one_statement_max_rows
+):
+    """PostgreSQL writes a batch as one statement, or by COPY when it is very large."""
+    from brokerdesk.core import bulk
+
+    monkeypatch.setattr(bulk, "ONE_STATEMENT_MAX_ROWS", one_statement_max_rows)
+    clearing = services.system_account("psp_clearing", "USD", qualifier="sandbox")
+    wallets = [wallet() for _ in range(3)]
+    units = [
+        [
+            TransferRequest(
+                unique("batch"),
+                "deposit",
+                "USD",
+                (debit(clearing.id, 100 * (n + 1)), credit(wallets[n % 3].id, 100 * (n + 1))),
+                metadata={"n": n, "note": "Zahlung für Anna"},
+            )
+        ]
+        for n in range(6)
+    ]
+
+    outcomes = services.post_batch(units)
+
+    assert all(isinstance(o, services.TransferResult) for (o,) in outcomes)
+    assert [queries.balance(w.id).posted for w in wallets] == [500, 700, 900]
+    stored = Transfer.objects.get(idempotency_key=units[5][0].idempotency_key)
+    assert stored.metadata == {"n": 5, "note": "Zahlung für Anna"}
+    assert OutboxEvent.objects.filter(aggregate_id=str(stored.id)).count() == 1
+    assert queries.replay_ledger().clean
+
+
+def test_a_key_stored_with_the_earlier_request_hash_still_replays(wallet, monkeypatch):
+    """Requests hashed by the json.dumps form (before orjson) replay rather than conflict."""
+    a = wallet()
+    clearing = services.system_account("psp_clearing", "USD", qualifier="sandbox")
+    request = TransferRequest(
+        unique("legacy"),
+        "deposit",
+        "USD",
+        (debit(clearing.id, 250), credit(a.id, 250)),
+        metadata={"payer": "Łukasz Żółć", "rate": 1.5},
+        reason="première",
+    )
+    with monkeypatch.context() as m:
+        m.setattr(services, "_hash_json", services._legacy_hash_json)
+        first = services.post_transfer(request)
+    assert (
+        services._hash_json(request.fingerprint_data())
+        != Transfer.objects.get(id=first.transfer_id).request_hash
+    )  # the two forms differ for this request (non-ASCII text)
+
+    again = services.post_transfer(request)
+    changed = TransferRequest(**{**request.__dict__, "reason": "autre"})
+
+    assert again.replayed and again.transfer_id == first.transfer_id
+    with pytest.raises(errors.IdempotencyConflict):
+        services.post_transfer(changed)

@@ -68,8 +68,13 @@ def test_a_deal_pays_the_direct_ib_and_its_uplines_once_and_posts_to_the_ledger(
     expense = ledger.system_account("ib_commission_expense", "USD")
     assert ledger_queries.balance(expense.id).posted == -1750
     assert rows[0].deal_id == f"MT5-Live:{payload['deal']}" and rows[0].plan_version_id
-    assert rows[0].computation["pool"]["amount"] == 1750
-    assert OutboxEvent.objects.filter(type="commission.accrued").count() == 3
+    assert accrual.working(rows[0])["pool"]["amount"] == 1750
+    assert rows[0].computation == {}  # derived from the deal and rule version, not stored
+    [batch] = OutboxEvent.objects.filter(type="commissions.accrued")  # one event per batch
+    assert batch.payload["accruals"] == 3 and batch.payload["amounts"] == {"USD": 1750}
+    assert {a.accrual_id for a in queries.batch_accruals(batch.payload)} == {
+        a.pk for a in rows.values()
+    }
     today = IBDailyActivity.objects.get(ib=subsub, level=0)
     assert (today.deals, today.volume, today.earned) == (1, 25_000, 1225)
     assert IBDailyActivity.objects.get(ib=master, level=2).earned == 175
@@ -329,8 +334,11 @@ def test_rerunning_accrual_in_any_batching_adds_nothing(volumes, symbols, seed):
     assert after == before
     for p in payloads:  # and no level ever takes more than the deal's pool
         rows = Accrual.objects.filter(deal_id=f"MT5-Live:{p['deal']}")
-        pool = max((a.computation["pool"]["amount"] for a in rows), default=0)
+        pool = max((accrual.working(a)["pool"]["amount"] for a in rows), default=0)
         assert sum(a.amount for a in rows) <= pool
+        for a in rows:  # the derived working is the computation that was paid
+            share = sum(b.amount for b in rows if b.level == a.level)
+            assert accrual.working(a)["amount"] == share
 
 
 def test_publishing_a_new_version_never_alters_past_accruals():

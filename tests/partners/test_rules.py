@@ -129,3 +129,51 @@ def test_a_rebate_pool_is_the_exact_value_rounded_down(volume, rate):
     parsed = rules.parse_rules({"components": [{"type": "rebate", "rates": {"*": rate}}]})
     pool = rules.compute_pool(deal(volume=volume), parsed)
     assert pool.amount == volume * rate // 10_000
+
+
+HYBRID = {
+    "symbol_groups": {"FX": ["EUR*", "USD*"], "METALS": ["XAU*"]},
+    "components": [
+        {"type": "rebate", "rates": {"FX": 700, "METALS": 1000, "*": 300}},
+        {"type": "spread_share", "markup_per_lot": {"*": 900}, "share_bps": 3333},
+        {"type": "revenue_share", "share_bps": 1234, "fee_per_lot": 77},
+    ],
+    "tiers": [
+        {"min_volume": 0, "multiplier_bps": 10_000},
+        {"min_volume": 500_000, "multiplier_bps": 11_750},
+    ],
+    "overrides": [2000, 1000, 500],
+}
+
+
+@given(
+    volume=st.integers(0, 10**8),
+    profit=st.integers(-(10**7), 10**7),
+    commission=st.integers(-(10**5), 0),
+    spread=st.one_of(st.none(), st.integers(-(10**5), 10**6)),
+    bonus=st.integers(0, 10**5),
+    symbol=st.sampled_from(["EURUSD", "XAUUSD", "US30", "USDJPY"]),
+    period_volume=st.integers(0, 10**6),
+    present=st.integers(0, 5),
+)
+def test_the_engines_integer_pool_and_split_equal_the_exact_fractions(
+    volume, profit, commission, spread, bonus, symbol, period_volume, present
+):
+    parsed = rules.parse_rules(HYBRID)
+    d = deal(
+        volume=volume,
+        profit=profit,
+        commission=commission,
+        spread_revenue=spread,
+        bonus_cost=bonus,
+        symbol=symbol,
+    )
+    exact = rules.compute_pool(d, parsed, period_volume)
+    group = rules.symbol_group(d.symbol, parsed.symbol_groups)
+    numerator, multiplier = rules.pool_numerator(d, parsed, group, period_volume)
+    assert Fraction(numerator, rules.POOL_DEN) == exact.exact
+    assert multiplier == exact.multiplier_bps
+    shares = rules.split_levels(exact.exact, parsed.overrides, present)
+    assert rules.split_numerator(numerator, parsed.overrides, present) == [
+        (s.level, s.bps, s.amount, s.remainder_ppm) for s in shares
+    ]

@@ -17,7 +17,7 @@ from brokerdesk.compliance import services as compliance
 from brokerdesk.compliance.kyc import KycState
 from brokerdesk.ledger import queries as ledger_queries
 from brokerdesk.ledger import services as ledger
-from brokerdesk.payments import connectors
+from brokerdesk.payments import connectors, webhooks
 from brokerdesk.payments import services as payments
 from brokerdesk.payments.connectors.sandbox import SandboxConnector
 from brokerdesk.payments.sandbox.server import SandboxPSP
@@ -25,6 +25,14 @@ from brokerdesk.payments.sandbox.server import SandboxPSP
 SECRET = "whsec_test_" + "x" * 16
 API_KEY = "sk_test_sandbox"
 _seq = itertools.count(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def webhook_processor_stopped() -> Iterator[None]:
+    """Stop the webhook processor thread at the end (its connection would outlive the test
+    database)."""
+    yield
+    webhooks.stop_processor()
 
 
 @pytest.fixture(autouse=True)

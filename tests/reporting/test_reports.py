@@ -124,12 +124,12 @@ def test_the_statement_pdf_and_csv_carry_the_wallet_figures(local_psp):
         funded(local_psp, client, 1_000)
 
     pdf = statement_pdf(client.pk, "USD", START, END)
-    text = pdf.decode("latin-1")
+    text = _pdf_text(pdf)
     lines = list(csv.reader(io.StringIO(statement_csv(client.pk, "USD", START, END))))
     only_day2 = list(csv.reader(io.StringIO(statement_csv(client.pk, "USD", END, END))))
 
     assert pdf.startswith(b"%PDF")
-    assert len(re.findall(r"/Type /Page\b", text)) == 1
+    assert len(re.findall(rb"/Type /Page\b", pdf)) == 1
     assert "Account statement" in text and "Opening balance: 0.00 USD" in text
     assert "1,234.56" in text and "Closing balance: 1,244.56 USD" in text
     assert lines[1][1] == "Opening balance" and lines[-1][1] == "Closing balance"
@@ -140,4 +140,33 @@ def test_the_statement_pdf_and_csv_carry_the_wallet_figures(local_psp):
 
 def test_a_client_without_a_wallet_gets_an_empty_statement():
     pdf = statement_pdf(new_id(), "EUR", date(2026, 1, 1), date(2026, 1, 31))
-    assert pdf.startswith(b"%PDF") and b"No movements in this period." in pdf
+    assert pdf.startswith(b"%PDF") and "No movements in this period." in _pdf_text(pdf)
+
+
+def test_the_statement_prints_names_outside_latin_1_as_written():
+    from brokerdesk.clients import services as clients
+    from brokerdesk.reporting import statements
+
+    if not (statements.UNICODE_FONT_DIR / "DejaVuSans.ttf").is_file():
+        pytest.fail("Debian's fonts-dejavu-core is part of this machine kind; it is missing")
+    client = clients.register_individual(
+        email="anna.petrova@example.com",
+        first_name="Анна",
+        last_name="Петрова-Nguyễn",
+        date_of_birth=date(1990, 5, 17),
+        country="CY",
+        jurisdiction="cysec",
+        phone="+357 22 123457",
+        by="system:test",
+    )
+
+    text = _pdf_text(statement_pdf(client.pk, "USD", START, END))
+
+    assert "Client: Анна Петрова-Nguyễn" in text
+    assert "?" not in text
+
+
+def _pdf_text(pdf: bytes) -> str:
+    from pypdf import PdfReader
+
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)

@@ -22,7 +22,9 @@ from brokerdesk.core.errors import ValidationError
 from brokerdesk.trading.platform.mt4_adapter import MT4Adapter
 from brokerdesk.trading.platform.mt5_adapter import MT5Adapter
 from brokerdesk.trading.platform.port import (
+    AccountState,
     BalanceOp,
+    Deal,
     DealAction,
     DealEntry,
     EventKind,
@@ -39,6 +41,8 @@ from tests.trading.fakes import mt4manager as fake_mt4
 from tests.trading.fakes import mt5manager as fake_mt5
 
 ADDRESS = "10.0.0.5:443"
+UPDATE = EventKind.DEAL_UPDATE
+DELETE = EventKind.DEAL_DELETE
 
 
 class Backend:
@@ -63,8 +67,39 @@ class Backend:
             return engine.close_position(params["position"], params.get("volume"))
         if method == "set_price":
             engine.set_price(params["symbol"], params["bid"])
+            for login in list(engine.positions_by_login):
+                engine.check_stop_out(login)
             return None
+        if self.name == "mt5-fake" and method in ("deal_update", "deal_delete"):
+            # A dealer's application on the same server, through the Manager API itself:
+            # DealRequest(ticket) → change → DealUpdate(deal), or DealDelete(ticket).
+            api = self.port._api  # type: ignore[attr-defined]
+            ticket = params.pop("ticket")
+            if method == "deal_delete":
+                assert api.DealDelete(ticket)
+                return {}
+            deal = api.DealRequest(ticket)
+            for name, value in params.items():
+                setattr(deal, name, value)
+            assert api.DealUpdate(deal)
+            return dict(deal.__dict__)
+        if method == "deal_update":
+            return engine.deal_update(params.pop("ticket"), **params)
+        if method == "deal_delete":
+            return engine.deal_delete(params["ticket"])
         raise AssertionError(method)
+
+    def dealer_update(self, ticket: int, **changes: Any) -> dict[str, Any]:
+        """A dealer at the server corrects a deal (MT5 ``DealUpdate``; MT5 field names)."""
+        return self._server("deal_update", ticket=ticket, **changes)
+
+    def dealer_delete(self, ticket: int) -> dict[str, Any]:
+        """A dealer at the server deletes a deal (MT5 ``DealDelete``)."""
+        return self._server("deal_delete", ticket=ticket)
+
+    def events_of(self, kind: EventKind) -> list[PlatformEvent]:
+        """The events of one kind received so far."""
+        return [e for e in list(self.events) if e.kind == kind]
 
     def open(self, login: int, symbol: str, action: int, volume: int) -> dict[str, Any]:
         """A client opens a position (market order): returns the ``ENTRY_IN`` deal (MT5 fields)."""
@@ -329,3 +364,187 @@ def test_a_loss_shows_in_equity_and_not_in_balance_until_closed(backend: Backend
     assert state.margin_level == pytest.approx(state.equity * 10_000 / state.margin, abs=1)
     backend.close(opened["PositionID"])
     assert port.account_state(login).balance == 55_000
+
+
+# --- dealer corrections ---------------------------------------------------------------------------
+
+
+def test_a_dealer_correction_of_a_deal_is_pushed_with_its_new_state(backend: Backend) -> None:
+    port = backend.port
+    login = new_login(backend)
+    ticket = port.balance_operation(login, BalanceOp.DEPOSIT, 50_000, "dep")
+    # A dealer finds the deposit was 450.00, not 500.00, and corrects the deal on the server.
+    backend.dealer_update(ticket, Profit=450.0, Comment="dep corrected")
+    assert backend.wait_for(
+        lambda: any(getattr(e.data, "deal", 0) == ticket for e in backend.events_of(UPDATE))
+    )
+    [event] = [e for e in backend.events_of(UPDATE) if getattr(e.data, "deal", 0) == ticket]
+    deal = event.data
+    assert isinstance(deal, Deal)
+    assert (deal.login, deal.action, deal.profit, deal.comment) == (
+        login,
+        DealAction.DEAL_BALANCE,
+        45_000,
+        "dep corrected",
+    ), "the event carries the deal's new state"
+    assert [(d.deal, d.profit) for d in port.deals(login, 0, now_msc() + 1000)] == [
+        (ticket, 45_000)
+    ]
+    assert port.account_state(login).balance == 45_000
+
+
+def test_a_dealer_deletion_is_pushed_and_the_deal_leaves_the_history(backend: Backend) -> None:
+    port = backend.port
+    login = new_login(backend)
+    kept = port.balance_operation(login, BalanceOp.DEPOSIT, 10_000, "kept")
+    gone = port.balance_operation(login, BalanceOp.DEPOSIT, 7_000, "mistake")
+    backend.dealer_delete(gone)
+    assert backend.wait_for(
+        lambda: any(getattr(e.data, "deal", 0) == gone for e in backend.events_of(DELETE))
+    )
+    [event] = [e for e in backend.events_of(DELETE) if getattr(e.data, "deal", 0) == gone]
+    assert isinstance(event.data, Deal) and event.data.profit == 7_000, "its last state"
+    assert [d.deal for d in port.deals(login, 0, now_msc() + 1000)] == [kept]
+    assert gone not in [d.deal for d in port.deals_since(kept - 1, since_msc=now_msc() - 60_000)]
+    assert port.account_state(login).balance == 10_000
+
+
+def test_a_trade_deal_correction_is_pushed(backend: Backend) -> None:
+    if backend.name == "mt4-fake":
+        pytest.skip("MT4 pumps a closed trade's correction as the same TRANS_UPDATE as its close")
+    port = backend.port
+    login = new_login(backend, group="demo\\standard")
+    port.balance_operation(login, BalanceOp.DEPOSIT, 1_000_000, "dep")
+    opened = backend.open(login, "EURUSD", PositionAction.POSITION_BUY, 1_000)
+    closing = backend.close(opened["PositionID"])
+    before = port.account_state(login).balance
+    backend.dealer_update(closing["Deal"], Commission=-1.25)
+    assert backend.wait_for(
+        lambda: any(
+            getattr(e.data, "deal", 0) == closing["Deal"] for e in backend.events_of(UPDATE)
+        )
+    )
+    [event] = [
+        e for e in backend.events_of(UPDATE) if getattr(e.data, "deal", 0) == closing["Deal"]
+    ]
+    assert isinstance(event.data, Deal)
+    assert (event.data.entry, event.data.commission) == (DealEntry.ENTRY_OUT, -125)
+    assert port.account_state(login).balance == before - 125 - round(closing["Commission"] * 100)
+
+
+# --- resynchronisation requests -------------------------------------------------------------------
+
+
+def test_open_positions_of_the_whole_server_and_account_states_by_logins(backend: Backend) -> None:
+    port = backend.port
+    a, b = new_login(backend, group="demo\\standard"), new_login(backend, group="demo\\standard")
+    for login in (a, b):
+        port.balance_operation(login, BalanceOp.DEPOSIT, 1_000_000, "dep")
+    kept = backend.open(a, "EURUSD", PositionAction.POSITION_BUY, 1_000)["PositionID"]
+    closed = backend.open(b, "EURUSD", PositionAction.POSITION_SELL, 1_000)["PositionID"]
+    backend.close(closed)
+    snapshot = {p.position: p for p in port.open_positions()}
+    assert kept in snapshot and closed not in snapshot
+    assert snapshot[kept].login == a and snapshot[kept].volume == 1_000
+    unknown = 99_999_999
+    states = {s.login: s for s in port.account_states([a, b, unknown])}
+    assert set(states) == {a, b}, "unknown logins are left out"
+    assert states[a].balance == port.account_state(a).balance
+    assert states[a].margin > 0 and states[b].margin == 0
+    assert port.account_states([]) == []
+
+
+# --- pushed account events ------------------------------------------------------------------------
+
+
+def test_a_stop_out_is_pushed_as_an_account_event(backend: Backend) -> None:
+    if backend.name == "mt4-fake":
+        pytest.skip("the MT4 adapter does not map the pump's MARGINCALL updates")
+    port = backend.port
+    login = new_login(backend, group="demo\\standard")
+    port.balance_operation(login, BalanceOp.DEPOSIT, 100_000, "dep")  # 1,000.00
+    opened = backend.open(login, "XAUUSD", PositionAction.POSITION_BUY, 2_000)  # 0.2 lot, 20 oz
+    backend.set_bid("XAUUSD", opened["Price"] - 100.0)  # 2,000.00 lost: far below stop-out
+    stop_outs = lambda: [  # noqa: E731
+        e
+        for e in backend.events_of(EventKind.ACCOUNT_STOP_OUT)
+        if e.data.login == login  # type: ignore[union-attr]
+    ]
+    assert backend.wait_for(lambda: bool(stop_outs()))
+    state = stop_outs()[0].data
+    assert isinstance(state, AccountState)
+    assert state.margin == 0 and state.balance < 0, "the position was closed at a loss"
+    assert state.equity == state.balance + state.credit
+    assert port.positions(login) == []
+
+
+# --- MT5 adapter: the Manager API's pushes (fake MT5Manager) ------------------------------
+
+
+@pytest.fixture
+def mt5_backend() -> Iterator[Backend]:
+    engine = Engine(name="mt5-push", seed=9)
+    fake_mt5.SERVERS[ADDRESS] = engine
+    events: list[PlatformEvent] = []
+    port = MT5Adapter("mt5", ADDRESS, 1001, "Manager#1", module=fake_mt5)
+    port.subscribe(events.append)
+    port.connect()
+    backend = Backend("mt5-fake", port, events)
+    backend.engine = engine
+    try:
+        yield backend
+    finally:
+        port.disconnect()
+        fake_mt5.SERVERS.pop(ADDRESS, None)
+
+
+def test_mt5_subscribes_the_account_sink_before_connecting(mt5_backend: Backend) -> None:
+    api = mt5_backend.port._api  # type: ignore[attr-defined]
+    assert api.sinks["account"], "ManagerAPI.UserAccountSubscribe(IMTAccountSink)"
+    sink = api.sinks["account"][0]
+    for callback in (
+        "OnAccountMarginCallEnter",
+        "OnAccountMarginCallLeave",
+        "OnAccountStopOutEnter",
+        "OnAccountStopOutLeave",
+    ):
+        assert callable(getattr(sink, callback))
+
+
+def test_mt5_on_user_update_pushes_the_user_and_the_cached_account(mt5_backend: Backend) -> None:
+    port = mt5_backend.port
+    login = new_login(mt5_backend)
+    port.balance_operation(login, BalanceOp.DEPOSIT, 25_000, "dep")
+    port.change_leverage(login, 50)  # IMTUserSink::OnUserUpdate
+    users = [e for e in mt5_backend.events_of(EventKind.USER_UPDATE) if e.data.login == login]  # type: ignore[union-attr]
+    assert users and users[-1].data.leverage == 50 and users[-1].data.balance == 25_000  # type: ignore[union-attr]
+    accounts = [
+        e
+        for e in mt5_backend.events_of(EventKind.ACCOUNT_UPDATE)
+        if e.data.login == login  # type: ignore[union-attr]
+    ]
+    assert accounts, "UserAccountGet from the pumped cache, pushed as account.update"
+    state = accounts[-1].data
+    assert isinstance(state, AccountState)
+    assert (state.balance, state.equity, state.margin) == (25_000, 25_000, 0)
+
+
+@pytest.mark.parametrize(
+    ("engine_kind", "expected"),
+    [
+        ("account.margin_call", EventKind.ACCOUNT_MARGIN_CALL),
+        ("account.margin_call_leave", EventKind.ACCOUNT_MARGIN_CALL_LEAVE),
+        ("account.stop_out", EventKind.ACCOUNT_STOP_OUT),
+        ("account.stop_out_leave", EventKind.ACCOUNT_STOP_OUT_LEAVE),
+    ],
+)
+def test_mt5_account_sink_callbacks_become_account_events(
+    mt5_backend: Backend, engine_kind: str, expected: EventKind
+) -> None:
+    login = new_login(mt5_backend)
+    mt5_backend.port.balance_operation(login, BalanceOp.DEPOSIT, 1_000, "dep")
+    engine = mt5_backend.engine
+    assert engine is not None
+    engine._emit(engine_kind, engine.account(login))  # the server's IMTAccountSink callback
+    [event] = [e for e in mt5_backend.events_of(expected) if e.data.login == login]  # type: ignore[union-attr]
+    assert isinstance(event.data, AccountState) and event.data.balance == 1_000

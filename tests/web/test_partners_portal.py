@@ -121,6 +121,28 @@ def test_clients_drill_down_to_deals_and_stop_at_the_subtree():
     assert refused.status_code == 404
 
 
+def test_a_corrected_deal_shows_only_what_it_earns_now():
+    from brokerdesk.partners.consumers import on_deals_corrected
+    from tests.partners.test_corrections import corrected, correction_message, state
+
+    master_user = verified_user()
+    with clock.frozen(T0) as c:
+        master = make_ib(user_id=master_user.pk, code="master")
+        plan_for(master, _rebate(), code="plan-master")
+        client = verified_client()
+        attribution.request_reassignment(client, master.pk, by="system:test", reason="setup")
+        c.advance(timedelta(hours=1))
+        deal = deal_payload(client, at=c.current, volume=10_000)
+        on_deals_closed([message(deal)])
+        c.advance(timedelta(hours=1))
+        doubled = state(deal, volume=20_000)
+        on_deals_corrected([correction_message(corrected(deal, 1, doubled))])
+        drill = as_user(master_user).get(f"/partners/clients/{client}/").content.decode()
+    deals = drill.split('data-testid="client-deals"')[1]
+    assert "14.00\xa0USD" in deals  # two lots now
+    assert "7.00\xa0USD" not in deals  # the cancelled original is not shown as earned
+
+
 def test_payouts_show_payable_and_paid_commission():
     p = programme()
     from brokerdesk.partners.models import Accrual

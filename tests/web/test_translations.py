@@ -40,6 +40,23 @@ def test_a_dropped_placeholder_is_reported(tmp_path, monkeypatch) -> None:
     assert any("'New' is missing" in p for p in found)
 
 
+def test_a_percent_sign_flagged_as_a_format_is_reported(tmp_path, monkeypatch) -> None:
+    po = tmp_path / "xx" / "LC_MESSAGES" / "django.po"
+    po.parent.mkdir(parents=True)
+    po.write_text(
+        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+        '#, python-format\nmsgid "At most (% of profit)"\nmsgstr "Höchstens (% vom Gewinn)"\n\n'
+        '#, no-python-format\nmsgid "Share (% of pool)"\nmsgstr "Anteil (% am Pool)"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(translations, "LOCALE_DIR", tmp_path)
+    found = translations.problems("xx")
+    assert found == [
+        "xx: 'At most (% of profit)' is flagged python-format without a placeholder "
+        "(no-python-format)"
+    ]
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(("language", "direction"), [("ar", "rtl"), ("ja", "ltr"), ("de", "ltr")])
 def test_sign_in_page_speaks_the_browser_language(language: str, direction: str) -> None:

@@ -250,4 +250,4 @@ def forfeit(request: HttpRequest, bonus_id: UUID, payload: ForfeitIn) -> Any:
 def bonus_history(request: HttpRequest, bonus_id: UUID) -> Any:
     """One bonus's history (staff)."""
     bonus = queries.get_bonus(bonus_id)
-    return queries.history_of(bonus.client_id, bonus_id=bonus_id)
+    return queries.history_of(bonus.client_id, bonus_id=bonus_id, staff=True)

@@ -4,8 +4,10 @@
   campaigns; ``deposit.reversed`` forfeits the bonuses that deposit earned (chargeback);
   ``withdrawal.requested`` forfeits locked credit bonuses (withdrawal before unlock).
 * ``bonuses.trading`` (stream ``trading``): ``trading.deal_closed`` counts lots towards
-  unlocks, rebates and cashback; ``trading.account_opened`` records the client's accounts
-  (and sends a waiting tradable credit to the new live account).
+  unlocks, rebates and cashback; ``trading.deal_corrected`` (a dealer changed or deleted a
+  deal) moves the counted lots and releases by after - before, once per (deal, version);
+  ``trading.account_opened`` records the client's accounts (and sends a waiting tradable
+  credit to the new live account).
 * ``bonuses.clients`` (stream ``clients``): a closed account (``client.updated`` with
   ``relationship_ended_at``) forfeits every active bonus.
 * periodic ``bonuses.expire`` (every 60 s) and ``bonuses.sync_platform_credit`` (every 10 s).
@@ -82,10 +84,15 @@ def handle_trading(m: Message) -> None:
 
 @consumer("bonuses.trading", streams=["trading"], batch_size=500)
 def on_trading(messages: list[Message]) -> None:
-    """Unlocks, rebates and cashback from closed deals; the client's trading accounts."""
+    """Unlocks, rebates and cashback from closed (and corrected) deals; trading accounts."""
     deals = [(m.payload, m.occurred_at) for m in messages if m.type == "trading.deal_closed"]
     if deals:
         services.settle_deal_events(deals)
+    corrections = [
+        (m.payload, m.occurred_at) for m in messages if m.type == "trading.deal_corrected"
+    ]
+    if corrections:
+        services.settle_correction_events(corrections)
     for m in messages:
         handle_trading(m)
 

@@ -10,6 +10,7 @@
 * ``KnownAccount``: the client's trading accounts (from ``trading.account_opened``).
 * ``PlatformCreditOp``: a credit in/out to send to the trading platform (tradable credit).
 * ``DealBonusCost``: the bonus money one closed deal released (fed to IB revenue share).
+* ``DealCorrection``: the newest dealer correction of a deal (what the unlock rules now count).
 """
 
 from __future__ import annotations
@@ -279,3 +280,23 @@ class DealBonusCost(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deal_key}: {self.amount} {self.currency}"
+
+
+class DealCorrection(models.Model):
+    """The newest dealer correction (``trading.deal_corrected``) of a deal, as bonuses count it.
+
+    ``counts`` is False once the deal is deleted (or no longer a closing trade); ``volume`` and
+    ``net_profit`` are what the unlock rules now count for it. Newer versions replace older
+    ones; an older or repeated version changes nothing.
+    """
+
+    deal_key = models.CharField(max_length=100, primary_key=True)  # server:deal
+    version_msc = models.BigIntegerField()
+    change = models.CharField(max_length=10)  # update | delete
+    counts = models.BooleanField()
+    volume = models.BigIntegerField(default=0)
+    net_profit = models.BigIntegerField(default=0)
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.deal_key} v{self.version_msc} ({self.change})"

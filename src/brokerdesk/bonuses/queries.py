@@ -152,14 +152,22 @@ def get_bonus(bonus_id: UUID | str, *, client_id: UUID | str | None = None) -> B
     return bonus_view(bonus)
 
 
-def history_of(client_id: UUID | str, *, bonus_id: UUID | str | None = None) -> list[HistoryItem]:
+#: History kinds that are notes for staff only (not shown to the client).
+STAFF_ONLY_KINDS = ("progress", "corrected")
+
+
+def history_of(
+    client_id: UUID | str, *, bonus_id: UUID | str | None = None, staff: bool = False
+) -> list[HistoryItem]:
     """Every step of the client's bonuses (one bonus when given), newest first: the answer
-    to "why was my bonus removed", with reasons and figures."""
+    to "why was my bonus removed", with reasons and figures. ``staff`` adds the staff notes
+    (``corrected``: a dealer correction of a counted deal)."""
     rows = BonusEvent.objects.filter(bonus__client_id=str(client_id))
     if bonus_id is not None:
         get_bonus(bonus_id, client_id=client_id)
         rows = rows.filter(bonus_id=bonus_id)
-    rows = rows.exclude(kind="progress").order_by("-at", "-pk")[:500]
+    hidden = ("progress",) if staff else STAFF_ONLY_KINDS
+    rows = rows.exclude(kind__in=hidden).order_by("-at", "-pk")[:500]
     return [
         HistoryItem(e.bonus_id, e.at, e.kind, e.amount, e.reason_code, e.reason, e.figures, e.actor)
         for e in rows

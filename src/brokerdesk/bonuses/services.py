@@ -25,7 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.utils.translation import gettext as _
 
 from brokerdesk.bonuses import eligibility
@@ -39,6 +39,7 @@ from brokerdesk.bonuses.models import (
     CampaignStatus,
     CreditOpState,
     DealBonusCost,
+    DealCorrection,
     GrantDecision,
     Kind,
     KnownAccount,
@@ -936,6 +937,7 @@ def apply_deal(deal: DealFacts) -> int:
                 continue
             bonus.volume_done += deal.volume
             amount, code, reason, figures = _deal_release(bonus, deal)
+            figures.update({"volume": deal.volume, "net_profit": deal.net_profit})
             held = _equity_hold(bonus, deal, amount)
             if held is not None:
                 bonus.save(update_fields=["volume_done"])
@@ -951,6 +953,261 @@ def apply_deal(deal: DealFacts) -> int:
         if released_total:
             _add_deal_cost(deal, released_total)
     return released_total
+
+
+# ---------------------------------------------------------------------------- dealer corrections
+
+CORRECTION_ACTOR = "system:bonuses"
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What the unlock rules count for one deal: whether it counts, its volume and net P/L."""
+
+    counts: bool
+    volume: int
+    net_profit: int
+
+
+NOT_COUNTED = Counted(False, 0, 0)
+
+
+def counted_facts(state: dict[str, Any] | None) -> Counted:
+    """A deal state (``before`` / ``after`` of ``trading.deal_corrected``) as the unlock rules
+    count it: closing trade deals only, volume ``volume_closed`` (else ``volume``), never
+    negative, net P/L profit + commission + swap + fee."""
+    from brokerdesk.trading.platform.port import DealAction, DealEntry
+
+    if not state:
+        return NOT_COUNTED
+    closing = {DealEntry.ENTRY_OUT, DealEntry.ENTRY_INOUT, DealEntry.ENTRY_OUT_BY}
+    if int(state.get("entry", -1)) not in closing or int(state.get("action", -1)) not in (
+        DealAction.DEAL_BUY,
+        DealAction.DEAL_SELL,
+    ):
+        return NOT_COUNTED
+    volume = max(int(state.get("volume_closed") or state.get("volume") or 0), 0)
+    net = sum(int(state.get(k) or 0) for k in ("profit", "commission", "storage", "fee"))
+    return Counted(True, volume, net)
+
+
+def _paid_for_deal(bonus: Bonus, deal_key: str) -> int:
+    """The money ``bonus`` released on one deal so far (its own event and its corrections)."""
+    rows = BonusEvent.objects.filter(bonus=bonus, kind__in=["unlocked", "paid"]).filter(
+        Q(key=f"deal:{deal_key}") | Q(key__startswith=f"correction:{deal_key}:")
+    )
+    return int(rows.aggregate(s=Sum("amount"))["s"] or 0)
+
+
+def _correction_due(bonus: Bonus, deal_key: str, new: Counted, volume_before: int) -> int:
+    """What ``bonus`` should release (> 0) or has released beyond its corrected figures
+    (< 0) after its ``volume_done`` took the correction."""
+    c = bonus.campaign
+    if bonus.kind == Kind.REBATE:
+        return bonus.volume_done * c.rebate_per_lot // LOT - bonus.unlocked
+    if bonus.kind == Kind.CASHBACK:
+        due = max(-new.net_profit, 0) * c.cashback_bps // 10_000 if new.counts else 0
+        return due - _paid_for_deal(bonus, deal_key)
+    if c.unlock_per_lot:
+        target = min(bonus.volume_done * c.unlock_per_lot // LOT, bonus.amount - bonus.forfeited)
+        return target - bonus.unlocked
+    if c.lots_required:
+        reached = bonus.volume_done >= c.lots_required
+        if bonus.status == BonusStatus.ACTIVE:
+            return bonus.remaining if reached else 0
+        if not reached and volume_before >= c.lots_required:
+            return -bonus.unlocked  # released on a target the corrected turnover misses
+    return 0
+
+
+def _correction_release_reason(bonus: Bonus, lots: float) -> tuple[str, str]:
+    if bonus.kind == Kind.REBATE:
+        return "rebate", _("Rebate for %(lots)s lots") % {"lots": lots}
+    if bonus.kind == Kind.CASHBACK:
+        return "cashback", _("Cashback on a losing trade")
+    if bonus.campaign.unlock_per_lot:
+        return "lots_traded", _("Unlocked for %(lots)s lots traded") % {"lots": lots}
+    target = bonus.campaign.lots_required / LOT
+    return "volume_target", _("Trading target of %(lots)s lots reached") % {"lots": target}
+
+
+def _correct_bonus(
+    bonus: Bonus, deal: DealFacts, change: str, version_msc: int, old: Counted, new: Counted
+) -> int:
+    """Apply one correction to one bonus that counted the deal (caller holds its lock);
+    returns the money released. Nothing released earlier is taken back: an excess is
+    recorded on the bonus's history for staff (``review``)."""
+    key = f"correction:{deal.key}:{version_msc}"
+    if _event_done(bonus, key):
+        return 0
+    volume_before = bonus.volume_done
+    bonus.volume_done = max(bonus.volume_done + new.volume - old.volume, 0)
+    due = _correction_due(bonus, deal.key, new, volume_before)
+    figures: dict[str, Any] = {
+        "deal": deal.key,
+        "change": change,
+        "version_msc": version_msc,
+        "volume_before": old.volume,
+        "volume_after": new.volume,
+        "net_profit_before": old.net_profit,
+        "net_profit_after": new.net_profit,
+        "volume_done_before": volume_before,
+        "correction": True,
+    }
+    active = bonus.status == BonusStatus.ACTIVE
+    held = None
+    if active and due > 0:
+        held = _equity_hold(bonus, deal, due)
+        if held is None:
+            code, reason = _correction_release_reason(bonus, max(new.volume - old.volume, 0) / LOT)
+            released = _release(bonus, due, key, code, reason, CORRECTION_ACTOR, figures)
+            if released:
+                return released
+    over = max(-due, 0)
+    figures.update(
+        {
+            "over_released": over,
+            "not_released": max(due, 0) if not active or held else 0,
+            "held": held is not None,
+            "review": over > 0,
+        }
+    )
+    note = (
+        f"Dealer {'deleted' if change == 'delete' else 'corrected'} deal {deal.key}: counted "
+        f"volume {old.volume} -> {new.volume}, net P/L {old.net_profit} -> {new.net_profit}."
+    )
+    if over:
+        note += (
+            f" {over} minor units were already released on the old figures; not taken back "
+            "automatically (staff review)."
+        )
+    bonus.save(update_fields=["volume_done"])
+    _record_event(bonus, key, "corrected", 0, "deal_corrected", note, CORRECTION_ACTOR, figures)
+    audit.record(
+        actor=CORRECTION_ACTOR,
+        action="bonuses.deal_corrected",
+        object_type="bonus",
+        object_id=str(bonus.id),
+        reason=note,
+        before={"volume_done": volume_before},
+        after={"volume_done": bonus.volume_done, **figures},
+    )
+    return 0
+
+
+def _locked_correction(deal_key: str) -> DealCorrection | None:
+    return DealCorrection.objects.select_for_update().filter(pk=deal_key).first()
+
+
+def _stale(record: DealCorrection | None, version_msc: int) -> bool:
+    """A repeat, a version older than the one applied, or anything after a delete (final)."""
+    return record is not None and (record.change == "delete" or version_msc <= record.version_msc)
+
+
+def _counted_so_far(deal_key: str, bonuses: list[Bonus], before: Counted) -> Counted:
+    """What the bonuses counted for a deal never corrected before: the figures their deal
+    event recorded (``before`` for events older than those figures)."""
+    event = (
+        BonusEvent.objects.filter(bonus__in=bonuses, key=f"deal:{deal_key}")
+        .order_by("at", "pk")
+        .first()
+    )
+    figures = event.figures if event is not None else {}
+    if "volume" in figures:
+        return Counted(True, int(figures["volume"]), int(figures.get("net_profit") or 0))
+    return before
+
+
+def apply_correction(payload: dict[str, Any], occurred_at: str = "") -> int:
+    """Apply one ``trading.deal_corrected`` to the bonuses that counted the deal; returns the
+    money it released.
+
+    Newest version wins per deal (``DealCorrection``): a repeated or older version, or one
+    after a delete, changes nothing. Each bonus's ``volume_done`` moves by the counted
+    volume after - before (never below 0) and its release follows the campaign's rule on the
+    corrected figures, each (bonus, deal, version) once. A deal no bonus counted changes no
+    bonus.
+    """
+    server, ticket = str(payload["server"]), int(payload["deal"])
+    change, version = str(payload.get("change") or "update"), int(payload["version_msc"])
+    deal_key = f"{server}:{ticket}"
+    before = counted_facts(payload.get("before"))
+    new = NOT_COUNTED if change == "delete" else counted_facts(payload.get("after"))
+    if not before.counts and not new.counts:
+        return 0  # not a closing trade deal: bonuses never count it
+    owner = _owners([{"server": server, "login": int(payload["login"])}]).get(
+        (server, int(payload["login"]))
+    )
+    released = 0
+    with transaction.atomic():
+        bonuses: list[Bonus] = []
+        if owner is not None:
+            counted = BonusEvent.objects.filter(
+                bonus__client_id=owner[0], key=f"deal:{deal_key}"
+            ).values_list("bonus_id", flat=True)
+            bonuses = list(
+                Bonus.objects.select_for_update()
+                .select_related("campaign")
+                .filter(pk__in=list(counted))
+                .order_by("pk")
+            )
+        record = _locked_correction(deal_key)
+        if _stale(record, version):
+            return 0
+        if record is not None:
+            old = Counted(record.counts, record.volume, record.net_profit)
+        else:
+            old = _counted_so_far(deal_key, bonuses, before)
+        now = clock.now()
+        values = {
+            "version_msc": version,
+            "change": change,
+            "counts": new.counts,
+            "volume": new.volume,
+            "net_profit": new.net_profit,
+            "at": now,
+        }
+        if record is None:
+            try:
+                with transaction.atomic():
+                    DealCorrection.objects.create(deal_key=deal_key, **values)
+            except IntegrityError:  # a concurrent first correction of the same deal
+                record = _locked_correction(deal_key)
+                if record is None or _stale(record, version):
+                    return 0
+                old = Counted(record.counts, record.volume, record.net_profit)
+        if record is not None:
+            DealCorrection.objects.filter(pk=deal_key).update(**values)
+        if owner is None or not bonuses:
+            return 0
+        state = payload.get("after") or payload.get("before") or {}
+        deal = DealFacts(
+            server=server,
+            deal=ticket,
+            login=int(payload["login"]),
+            client_id=owner[0],
+            currency=owner[1],
+            volume=new.volume,
+            net_profit=new.net_profit,
+            closed_at=_deal_time(state, occurred_at)
+            if state.get("time_msc") or occurred_at
+            else now,
+        )
+        for bonus in sorted(bonuses, key=lambda b: (b.granted_at, b.pk)):
+            released += _correct_bonus(bonus, deal, change, version, old, new)
+        if released:
+            _add_deal_cost(deal, released)
+    return released
+
+
+def settle_correction_events(events: list[tuple[dict[str, Any], str]]) -> dict[str, int]:
+    """``apply_correction`` for ``trading.deal_corrected`` payloads (with their
+    ``occurred_at``), in order; returns the bonus money each deal has released in all
+    (``server:deal`` → minor units), for revenue share net of bonuses."""
+    for payload, at in events:
+        apply_correction(payload, at)
+    keys = [f"{p.get('server')}:{p.get('deal')}" for p, _ in events]
+    return dict(DealBonusCost.objects.filter(deal_key__in=keys).values_list("deal_key", "amount"))
 
 
 def _deal_time(p: dict[str, Any], occurred_at: str) -> datetime:
@@ -1023,7 +1280,18 @@ def apply_deals(deals: list[DealFacts]) -> dict[str, int]:
         .values_list("client_id", flat=True)
         .distinct()
     )
+    corrected = {
+        c.deal_key: c
+        for c in DealCorrection.objects.filter(
+            deal_key__in=[d.key for d in deals if d.client_id in live]
+        )
+    }
     for deal in deals:
+        correction = corrected.get(deal.key)
+        if correction is not None:  # corrected before it reached us: count its newest state
+            if not correction.counts:
+                continue
+            deal = replace(deal, volume=correction.volume, net_profit=correction.net_profit)
         if deal.client_id in live and deal.volume > 0:
             apply_deal(deal)
     keys = [d.key for d in deals]

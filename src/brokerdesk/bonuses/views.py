@@ -312,7 +312,7 @@ def bonus_detail(request: HttpRequest, bonus_id: UUID) -> HttpResponse:
         bonus = queries.get_bonus(bonus_id)
     except NotFound:
         return render(request, "backoffice/forbidden.html", status=404)
-    items = queries.history_of(bonus.client_id, bonus_id=bonus_id)
+    items = queries.history_of(bonus.client_id, bonus_id=bonus_id, staff=True)
     context = {
         "row": _rows([bonus])[0],
         "history": _history(items, {bonus.id: bonus.currency}),

@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 
-from brokerdesk.core import clock
+from brokerdesk.core import bulk, clock
 from brokerdesk.core.models import AuditEntry
 
 GENESIS_HASH = "0" * 64
@@ -96,6 +97,59 @@ def record(
         entry.hash = _hash(entry.prev_hash, entry)
         entry.save(force_insert=True)
         return entry
+
+
+def record_many(items: Sequence[Mapping[str, Any]]) -> list[AuditEntry]:
+    """Append many entries (each the keyword arguments of ``record``) in the caller's
+    transaction: one lock per chain taken in chain order, one read of the chain heads and
+    one bulk insert, instead of three statements per entry."""
+    if not items:
+        return []
+    with transaction.atomic():
+        wanted = sorted({chain_of(i["object_type"], str(i["object_id"])) for i in items})
+        heads: dict[int, tuple[int, str]] = {}
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, c) FROM "
+                    "(SELECT unnest(%s::int[]) AS c ORDER BY 1) AS chains",
+                    [_ADVISORY_LOCK_CLASS, wanted],
+                )
+                cursor.execute(  # each chain's head: one backward index probe per chain
+                    "SELECT c, a.seq, a.hash FROM unnest(%s::int[]) AS c CROSS JOIN LATERAL "
+                    "(SELECT seq, hash FROM core_auditentry WHERE chain = c "
+                    "ORDER BY seq DESC LIMIT 1) AS a",
+                    [wanted],
+                )
+                heads = {chain: (seq, h) for chain, seq, h in cursor.fetchall()}
+        else:
+            for chain in wanted:
+                last = AuditEntry.objects.filter(chain=chain).order_by("-seq").first()
+                if last is not None:
+                    heads[chain] = (last.seq, last.hash)
+        entries = []
+        now = clock.now()
+        for item in items:
+            chain = chain_of(item["object_type"], str(item["object_id"]))
+            seq, prev = heads.get(chain, (0, GENESIS_HASH))
+            entry = AuditEntry(
+                chain=chain,
+                seq=seq + 1,
+                occurred_at=now,
+                actor=item["actor"],
+                action=item["action"],
+                object_type=item["object_type"],
+                object_id=str(item["object_id"]),
+                reason=item.get("reason", ""),
+                before=json.loads(json.dumps(item.get("before") or {}, default=str)),
+                after=json.loads(json.dumps(item.get("after") or {}, default=str)),
+                prev_hash=prev,
+            )
+            entry.hash = _hash(prev, entry)
+            heads[chain] = (entry.seq, entry.hash)
+            entries.append(entry)
+        bulk.insert(AuditEntry, entries)
+    return entries
 
 
 @dataclass(frozen=True)

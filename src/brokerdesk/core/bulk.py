@@ -1,23 +1,37 @@
 """Fast bulk writes (the ledger's batch engine, the relay, consumers): few statements.
 
-On PostgreSQL a small batch is written in ONE round trip — a statement whose data-modifying
-CTEs insert every table from ``unnest(arrays)`` and whose body updates the balances — and a
-large batch by ``COPY`` per table plus one ``UPDATE … FROM unnest(arrays)``. Elsewhere
-(SQLite) it is ``executemany``. Values for SQLite are prepared by the model fields.
+On PostgreSQL ``write_batch`` writes a batch in ONE round trip — a statement whose
+data-modifying CTEs insert every table from ``unnest(arrays)`` and whose body updates the
+balances, the arrays sent as binary parameters through a server-binding cursor — and only a
+very large one by ``COPY`` per table plus one ``UPDATE … FROM unnest(arrays)``. ``insert``
+alone uses ``COPY``. Elsewhere (SQLite) it is ``executemany``. Values for SQLite are prepared
+by the model fields.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+import psycopg
 from django.db import connection, models
+
+
+def to_json(value: Any) -> str:
+    """JSON text for a JSON column: orjson (fast), ``str()`` for what JSON has no type for."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+        return json.dumps(value, default=str)
 
 
 def _prepare(field: models.Field[Any, Any], value: Any) -> Any:
     if isinstance(field, models.JSONField):
-        return json.dumps(value, default=str)
+        return to_json(value)
     if connection.vendor == "postgresql":
         return value  # psycopg adapts uuid, datetime, int, bool, str and None itself
     return field.get_db_prep_save(value, connection)
@@ -43,7 +57,8 @@ def _columns(model: type[models.Model], names: Sequence[str]) -> list[models.Fie
     return [model._meta.get_field(name) for name in names]  # type: ignore[misc]
 
 
-SMALL_BATCH_ROWS = 400
+# Up to this many rows a batch goes as one statement (binary arrays beat COPY's round trips).
+ONE_STATEMENT_MAX_ROWS = 20_000
 
 
 def _insert_fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
@@ -51,16 +66,36 @@ def _insert_fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
 
 
 def _pg_arrays(fields: Sequence[models.Field[Any, Any]], objects: Sequence[Any]) -> list[list[Any]]:
-    return [[_prepare(f, _value(o, f)) for o in objects] for f in fields]
+    """One array per column (PostgreSQL: psycopg adapts the values; JSON goes as text)."""
+    arrays = []
+    for f in fields:
+        if hasattr(objects[0], f.attname):
+            values = list(map(operator.attrgetter(f.attname), objects))
+        else:
+            values = [_value(o, f) for o in objects]
+        arrays.append([to_json(v) for v in values] if isinstance(f, models.JSONField) else values)
+    return arrays
 
 
+def pg_cursor() -> psycopg.Cursor[Any]:
+    """A cursor on Django's PostgreSQL connection that binds parameters on the server.
+
+    Django's own cursors bind on the client (arrays are quoted into the SQL text); for the hot
+    paths the server-side cursor is cheaper on both sides, and psycopg prepares a statement
+    once it has run a few times. It shares Django's connection and so its transaction.
+    """
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
+@functools.cache
 def _pg_insert_sql(model: type[models.Model]) -> str:
     fields = _insert_fields(model)
     columns = ", ".join(f'"{f.column}"' for f in fields)
     selects = ", ".join(
         f"v{i}::jsonb" if isinstance(f, models.JSONField) else f"v{i}" for i, f in enumerate(fields)
     )
-    unnest = ", ".join(f"%s::{_pg_type(f)}[]" for f in fields)
+    unnest = ", ".join(f"%b::{_pg_type(f)}[]" for f in fields)
     aliases = ", ".join(f"v{i}" for i in range(len(fields)))
     return (
         f"INSERT INTO {model._meta.db_table} ({columns}) "  # noqa: S608 - names from models
@@ -68,12 +103,13 @@ def _pg_insert_sql(model: type[models.Model]) -> str:
     )
 
 
-def _pg_update_sql(model: type[models.Model], names: Sequence[str]) -> str:
+@functools.cache
+def _pg_update_sql(model: type[models.Model], names: tuple[str, ...]) -> str:
     fields = _columns(model, names)
     pk = model._meta.pk
     assert pk is not None
     table = model._meta.db_table
-    unnest = ", ".join(f"%s::{_pg_type(f)}[]" for f in [pk, *fields])
+    unnest = ", ".join(f"%b::{_pg_type(f)}[]" for f in [pk, *fields])
     aliases = ", ".join(f"v{i}" for i in range(len(fields) + 1))
     sets = ", ".join(f'"{f.column}" = u.v{i + 1}' for i, f in enumerate(fields))
     return (
@@ -90,7 +126,7 @@ def write_batch(
 ) -> None:
     """Insert rows into several tables and update others, as few round trips as possible."""
     rows = sum(len(objects) for _, objects in inserts) + len(updated)
-    if connection.vendor != "postgresql" or rows > SMALL_BATCH_ROWS or not updated:
+    if connection.vendor != "postgresql" or rows > ONE_STATEMENT_MAX_ROWS or not updated:
         for model, objects in inserts:
             insert(model, objects)
         update(update_model, update_fields, updated)
@@ -103,9 +139,40 @@ def write_batch(
     pk = update_model._meta.pk
     assert pk is not None
     params.extend(_pg_arrays([pk, *_columns(update_model, update_fields)], updated))
-    sql = (f"WITH {', '.join(ctes)} " if ctes else "") + _pg_update_sql(update_model, update_fields)
-    with connection.cursor() as cursor:
+    update_sql = _pg_update_sql(update_model, tuple(update_fields))
+    sql = (f"WITH {', '.join(ctes)} " if ctes else "") + update_sql
+    with pg_cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def _row_builder(
+    fields: Sequence[models.Field[Any, Any]], sample: Any
+) -> Callable[[Any], list[Any]]:
+    """A function making the COPY row of an object shaped like ``sample`` (one attrgetter
+    call per row; defaults for the columns the object has no attribute for; JSON as text)."""
+    present = [i for i, f in enumerate(fields) if hasattr(sample, f.attname)]
+    missing = [(i, f) for i, f in enumerate(fields) if not hasattr(sample, f.attname)]
+    json_columns = [i for i, f in enumerate(fields) if isinstance(f, models.JSONField)]
+    get = operator.attrgetter(*(fields[i].attname for i in present))
+    width = len(fields)
+
+    def build(o: Any) -> list[Any]:
+        values = get(o)
+        if len(present) == 1:
+            values = (values,)
+        if not missing:
+            row = list(values)
+        else:
+            row = [None] * width
+            for i, value in zip(present, values, strict=True):
+                row[i] = value
+            for i, f in missing:
+                row[i] = f.get_default()
+        for i in json_columns:
+            row[i] = to_json(row[i])
+        return row
+
+    return build
 
 
 def insert(model: type[models.Model], objects: Sequence[Any]) -> None:
@@ -117,14 +184,11 @@ def insert(model: type[models.Model], objects: Sequence[Any]) -> None:
     column_list = ", ".join(f'"{f.column}"' for f in fields)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            json_columns = {i for i, f in enumerate(fields) if isinstance(f, models.JSONField)}
+            build = _row_builder(fields, objects[0])
             raw = cursor.cursor  # psycopg's own cursor: COPY is the fastest way in
             with raw.copy(f"COPY {table} ({column_list}) FROM STDIN") as copy:
                 for o in objects:
-                    row = [_value(o, f) for f in fields]
-                    for i in json_columns:
-                        row[i] = json.dumps(row[i], default=str)
-                    copy.write_row(row)
+                    copy.write_row(build(o))
         else:
             rows = [tuple(_prepare(f, _value(o, f)) for f in fields) for o in objects]
             marks = ", ".join(["%s"] * len(fields))
@@ -142,16 +206,16 @@ def update(model: type[models.Model], names: Sequence[str], objects: Sequence[An
     pk = model._meta.pk
     assert pk is not None
     table = model._meta.db_table
+    if connection.vendor == "postgresql":
+        with pg_cursor() as pg:
+            pg.execute(_pg_update_sql(model, tuple(names)), _pg_arrays([pk, *fields], objects))
+        return
+    sets = ", ".join(f'"{f.column}" = %s' for f in fields)
+    rows = [
+        (*(_prepare(f, getattr(o, f.attname)) for f in fields), _prepare(pk, o.pk)) for o in objects
+    ]
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(_pg_update_sql(model, names), _pg_arrays([pk, *fields], objects))
-        else:
-            sets = ", ".join(f'"{f.column}" = %s' for f in fields)
-            rows = [
-                (*(_prepare(f, getattr(o, f.attname)) for f in fields), _prepare(pk, o.pk))
-                for o in objects
-            ]
-            cursor.executemany(
-                f'UPDATE {table} SET {sets} WHERE "{pk.column}" = %s',  # noqa: S608
-                rows,
-            )
+        cursor.executemany(
+            f'UPDATE {table} SET {sets} WHERE "{pk.column}" = %s',  # noqa: S608
+            rows,
+        )

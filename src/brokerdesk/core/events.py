@@ -55,8 +55,8 @@ class OutboxRow:
     occurred_at: datetime
 
 
-def outbox_row(event: DomainEvent) -> OutboxRow:
-    """The outbox row for ``event``, for fast bulk inserts."""
+def outbox_row(event: DomainEvent, *, occurred_at: datetime | None = None) -> OutboxRow:
+    """The outbox row for ``event``, for fast bulk inserts (``occurred_at``: now by default)."""
     return OutboxRow(
         id=new_id(),
         stream=event.stream,
@@ -64,7 +64,7 @@ def outbox_row(event: DomainEvent) -> OutboxRow:
         version=event.version,
         aggregate_id=event.aggregate_id(),
         payload=event.payload(),
-        occurred_at=clock.now(),
+        occurred_at=occurred_at or clock.now(),
     )
 
 

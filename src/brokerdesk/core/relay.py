@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import UTC
 
-from django.db import transaction
+import orjson
+from django.db import connection, transaction
 from django.db.models import Max
 
 from brokerdesk.core import bulk, clock, metrics
@@ -41,20 +43,75 @@ def relay_once(bus: Bus, batch_size: int = 500) -> int:
     started = time.perf_counter()
     with transaction.atomic():
         take_relay_lock()
-        rows = list(OutboxEvent.objects.filter(relayed_at__isnull=True).order_by("id")[:batch_size])
-        if not rows:
+        if connection.vendor == "postgresql":
+            streams = _relay_pg(bus, batch_size)
+        else:
+            rows = list(
+                OutboxEvent.objects.filter(relayed_at__isnull=True).order_by("id")[:batch_size]
+            )
+            if not rows:
+                return 0
+            last_seq = OutboxEvent.objects.aggregate(last=Max("seq"))["last"] or 0
+            now = clock.now()
+            for offset, row in enumerate(rows, start=1):
+                row.seq = last_seq + offset
+                row.relayed_at = now
+            bus.publish([to_message(row) for row in rows])
+            bulk.update(OutboxEvent, ["seq", "relayed_at"], rows)
+            streams = [row.stream for row in rows]
+        if not streams:
             return 0
-        last_seq = OutboxEvent.objects.aggregate(last=Max("seq"))["last"] or 0
-        now = clock.now()
-        for offset, row in enumerate(rows, start=1):
-            row.seq = last_seq + offset
-            row.relayed_at = now
-        bus.publish([to_message(row) for row in rows])
-        bulk.update(OutboxEvent, ["seq", "relayed_at"], rows)
-    for stream, count in Counter(row.stream for row in rows).items():
+    for stream, count in Counter(streams).items():
         metrics.EVENTS_RELAYED.labels(stream=stream).inc(count)
     metrics.RELAY_BATCH_SECONDS.observe(time.perf_counter() - started)
-    return len(rows)
+    return len(streams)
+
+
+def _relay_pg(bus: Bus, batch_size: int) -> list[str]:
+    """``relay_once`` on PostgreSQL without model instances (thousands of events a second
+    from the trading ingest): read the rows as tuples, publish, stamp them in one ``UPDATE``
+    from arrays. Returns the stream of each relayed row."""
+    with bulk.pg_cursor() as cursor:
+        cursor.execute(
+            "SELECT id, stream, type, version, aggregate_id, payload::text, occurred_at "
+            "FROM core_outboxevent WHERE relayed_at IS NULL ORDER BY id LIMIT %s",
+            [batch_size],
+        )
+        rows = cursor.fetchall()
+        if not rows:
+            return []
+        cursor.execute("SELECT coalesce(max(seq), 0) FROM core_outboxevent")
+        last_seq = int(cursor.fetchone()[0])  # type: ignore[index]
+        seqs = list(range(last_seq + 1, last_seq + 1 + len(rows)))
+        bus.publish(
+            [
+                Message(
+                    event_id=str(event_id),
+                    stream=stream,
+                    type=type_,
+                    payload=orjson.loads(payload),
+                    occurred_at=occurred_at.astimezone(UTC).isoformat(),
+                    version=version,
+                    aggregate_id=aggregate_id,
+                    headers={"seq": str(seq)},
+                )
+                for (
+                    event_id,
+                    stream,
+                    type_,
+                    version,
+                    aggregate_id,
+                    payload,
+                    occurred_at,
+                ), seq in zip(rows, seqs, strict=True)
+            ]
+        )
+        cursor.execute(
+            "UPDATE core_outboxevent o SET seq = u.seq, relayed_at = %s "
+            "FROM unnest(%s::uuid[], %s::bigint[]) AS u(id, seq) WHERE o.id = u.id",
+            [clock.now(), [row[0] for row in rows], seqs],
+        )
+    return [row[1] for row in rows]
 
 
 def relay_all(bus: Bus, batch_size: int = 500) -> int:

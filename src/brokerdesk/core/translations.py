@@ -159,6 +159,9 @@ def _entry_problems(locale: str, entry: polib.POEntry, catalogue: polib.POFile) 
     label = f"{locale}: {entry.msgid[:60]!r}"
     if "fuzzy" in entry.flags:
         return [f"{label} is marked fuzzy"]
+    if "python-format" in entry.flags and not _placeholders(entry.msgid):
+        # xgettext reads "% o" as a format; msgfmt -c then fails on the translations.
+        return [f"{label} is flagged python-format without a placeholder (no-python-format)"]
     translations = list(entry.msgstr_plural.values()) if entry.msgid_plural else [entry.msgstr]
     if not translations or not all(t.strip() for t in translations):
         return [f"{label} is not translated"]

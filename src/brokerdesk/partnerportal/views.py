@@ -228,7 +228,7 @@ def client_deals(request: HttpRequest, client_id: UUID) -> HttpResponse:
     )
     deals = []
     for d in found.deals:
-        mine = [o for o in d.outcomes if not o.excluded_by]
+        mine = [o for o in d.outcomes if not o.excluded_by and o.state != "cancelled"]
         excluded = [o for o in d.outcomes if o.excluded_by]
         deals.append(
             {

@@ -3,11 +3,17 @@
 ``accrue_deals`` turns a batch of closed deals into accruals in one transaction: each deal is
 recorded once (``DealRecord``, keyed ``server:deal``; a deal already recorded is skipped, so a
 rerun or a redelivery adds nothing), commissioned under the plan version valid at its close
-time, split between the direct IB and its uplines, and posted to the ledger
-(``ib_commission_expense`` → the IB's ``payable`` bucket) with an idempotency key built from the
-accrual's unique key (deal, IB, plan version, level, part). A deal that earns nothing leaves an
+time, split between the direct IB and its uplines (accruals unique on deal, IB, plan version,
+level and part), and posted to the ledger as one transfer per currency for the batch
+(``ib_commission_expense`` → each IB's ``payable`` bucket). A deal that earns nothing leaves an
 ``Exclusion`` naming the rule. The read models (``IBDailyActivity``) and the counters behind
-tiers and CPA are updated in the same transaction.
+tiers and CPA are updated, and one ``commissions.accrued`` event written, in the same
+transaction.
+
+The per-deal path is dictionary look-ups and integer arithmetic over what the batch loaded
+once (``_Plan``: a plan version compiled with its filter verdicts per symbol, group and
+client; ``_Batch.chain``: an IB's upline with its status); rows are plain tuples written by
+``COPY`` (``copy_rows``). A deal accrual's working is not stored: ``working`` derives it.
 
 States: accrued → approved → payable → paid (``TRANSITIONS``); accrued, approved or payable
 may be cancelled (a ledger reversal). ``pay_ib`` moves payable accruals to the IB's wallet;
@@ -16,34 +22,39 @@ may be cancelled (a ledger reversal). ``pay_ib`` moves payable accruals to the I
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import json
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from fractions import Fraction
+from functools import partial
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from django.db import connection, transaction
-from django.db.models import Field, Model
+from django.db.models import Field, JSONField, Model
 
-from brokerdesk.core import audit, bulk, clock
+from brokerdesk.core import audit, clock
 from brokerdesk.core.errors import (
     DomainError,
     IllegalTransition,
     NotFound,
     ValidationError,
 )
-from brokerdesk.core.events import emit, emit_many
+from brokerdesk.core.events import emit
 from brokerdesk.core.ids import new_id
 from brokerdesk.ledger import services as ledger
 from brokerdesk.ledger.errors import AccountNotFound
 from brokerdesk.ledger.models import Bucket, OwnerType
 from brokerdesk.partners import hierarchy, rules
-from brokerdesk.partners.deals import ClosedDeal, deal_payload
-from brokerdesk.partners.events import CommissionAccrued, CommissionPaid
+from brokerdesk.partners.deals import ClosedDeal, closed_deal_of, deal_extras
+from brokerdesk.partners.events import CommissionAccrued, CommissionPaid, CommissionsAccrued
+from brokerdesk.partners.hierarchy import any_of
 from brokerdesk.partners.models import (
     IB,
     Accrual,
@@ -127,108 +138,177 @@ def accrual_key(
     return f"ibc:{source_key}:{ib_id}:{version_id}:{level}:{part}"
 
 
+class _Ids:
+    """UUIDv7 ids for one batch's rows: one ``new_id()``'s time, counter and upper random
+    bits, then a 32-bit count (time-ordered and consecutive: a batch is an id range)."""
+
+    def __init__(self) -> None:
+        h = f"{new_id().int:032x}"
+        self.prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:24]}"
+        self.n = 0
+
+    def __call__(self) -> str:
+        self.n += 1
+        return f"{self.prefix}{self.n:08x}"
+
+    def text(self, n: int) -> str:
+        """The batch's ``n``-th id as text."""
+        return f"{self.prefix}{n:08x}"
+
+
+class _Plan:
+    """One plan version compiled for the batch: its parsed rules and the verdicts that do not
+    depend on the deal (per symbol, account group and client), computed once each."""
+
+    def __init__(self, version: PlanVersion, plan_rules: rules.PlanRules) -> None:
+        self.version = version
+        self.id = str(version.pk)
+        self.rules = plan_rules
+        self.currency = version.plan.currency
+        self.deal_components = any(c.type != "cpa" for c in plan_rules.components)
+        self.cpa = plan_rules.cpa
+        self.holdback_bps = plan_rules.holdback_bps
+        self.holdback = timedelta(days=plan_rules.holdback_days)
+        self.symbols: dict[str, tuple[tuple[str, str] | None, str]] = {}
+        self.groups: dict[str, tuple[str, str] | None] = {}
+        self.clients: dict[UUID, tuple[str, str] | None] = {}
+
+    def verdict(
+        self, deal: ClosedDeal, client_id: UUID, facts: rules.ClientFacts
+    ) -> tuple[tuple[str, str] | None, str]:
+        """(the first filter the deal breaks or None, the deal's symbol group) — the order of
+        ``rules.check_filters``."""
+        filters = self.rules.filters
+        sym = self.symbols.get(deal.symbol)
+        if sym is None:
+            sym = self.symbols[deal.symbol] = (
+                rules.check_symbol(deal.symbol, filters),
+                rules.symbol_group(deal.symbol, self.rules.symbol_groups),
+            )
+        if sym[0] is not None:
+            return sym
+        if deal.group in self.groups:
+            failed = self.groups[deal.group]
+        else:
+            failed = self.groups[deal.group] = rules.check_group(deal.group, filters)
+        if failed is None:
+            if client_id in self.clients:
+                failed = self.clients[client_id]
+            else:
+                failed = self.clients[client_id] = rules.check_client(filters, facts)
+        if failed is None:
+            failed = rules.check_deal(deal, filters)
+        return failed, sym[1]
+
+
 class _Batch:
     def __init__(self, deals: Sequence[ClosedDeal], facts: FactsProvider) -> None:
         self.deals = deals
         self.facts_provider = facts
         self.now = clock.now()
-        self.records: list[DealRecord] = []
-        self.accruals: list[Accrual] = []
-        self.exclusions: list[Exclusion] = []
+        self.ids = _Ids()
+        self.uuids: dict[UUID, str] = {}
+        self.records: list[tuple[Any, ...]] = []
+        self.accruals: list[tuple[Any, ...]] = []  # _ACCRUAL_COLUMNS but the transfer id
+        self.exclusions: list[tuple[Any, ...]] = []
+        self.cpa_computations: dict[str, str] = {}
+        self.sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.sources: dict[str, set[str]] = defaultdict(set)
         self.period_volume: dict[tuple[UUID, date], int] = {}
         self.period_delta: dict[tuple[UUID, date], int] = defaultdict(int)
         self.client_delta: dict[UUID, list[int]] = defaultdict(lambda: [0, 0])
-        self.daily: dict[tuple[UUID, date, int, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+        self.daily: dict[tuple[str, date, int, str], list[int]] = defaultdict(lambda: [0, 0, 0])
         self.cpa_candidates: dict[UUID, tuple[UUID, PlanVersion, datetime]] = {}
         self.accounts: dict[str, UUID] = {}
         self.ib_currency: dict[UUID, str] = {}
+        self.plans: dict[UUID, _Plan] = {}
+        self.chains: dict[UUID, list[tuple[UUID, str, bool]]] = {}
+        self.plan_index: dict[UUID, tuple[list[datetime], list[_Plan | None]]] = {}
+
+    def u(self, value: UUID) -> str:
+        """A UUID as text (cached: the same IBs, clients and versions recur)."""
+        text = self.uuids.get(value)
+        if text is None:
+            text = self.uuids[value] = str(value)
+        return text
+
+    def chain(
+        self, ib_id: UUID, uplines: dict[UUID, list[hierarchy.TreeNode]], status: dict[UUID, str]
+    ) -> list[tuple[UUID, str, bool]]:
+        """The IB and its uplines (level 0, 1, …) as (id, id as text, active), once per IB."""
+        found = self.chains.get(ib_id)
+        if found is None:
+            found = self.chains[ib_id] = [
+                (i, self.u(i), status.get(i) == IBStatus.ACTIVE)
+                for i in (ib_id, *(n.ib_id for n in uplines[ib_id]))
+            ]
+        return found
+
+    def compiled(self, book: PlanBook, version: PlanVersion) -> _Plan:
+        """The compiled form of a version (once per batch)."""
+        found = self.plans.get(version.pk)
+        if found is None:
+            found = self.plans[version.pk] = _Plan(version, book.rules(version))
+        return found
+
+    def plan_at(self, book: PlanBook, ib_id: UUID, when: datetime) -> _Plan | None:
+        """``book.version_for`` through a per-IB index of the times its answer changes (an
+        assignment's or a version's start): a bisection, or one comparison for the latest."""
+        index = self.plan_index.get(ib_id)
+        if index is None:
+            starts = sorted(
+                {start for start, _ in book.assignments.get(ib_id, [])}
+                | {
+                    v.valid_from
+                    for _, plan_id in book.assignments.get(ib_id, [])
+                    for v in book.versions.get(plan_id, [])
+                }
+            )
+            found = [book.version_for(ib_id, start) for start in starts]
+            index = self.plan_index[ib_id] = (
+                starts,
+                [self.compiled(book, v) if v is not None else None for v in found],
+            )
+        starts, compiled = index
+        if starts and when >= starts[-1]:
+            return compiled[-1]
+        i = bisect.bisect_right(starts, when)
+        return compiled[i - 1] if i else None
 
     def exclude(
         self,
         source_key: str,
-        record: DealRecord | None,
+        deal_key: str | None,
         ib_id: UUID,
         level: int,
         client_id: UUID | None,
-        version: PlanVersion | None,
+        version_id: str | None,
         rule: str,
         detail: str,
         when: datetime,
     ) -> None:
         self.exclusions.append(
-            Exclusion(
-                source_key=source_key,
-                deal=record,
-                ib_id=ib_id,
-                level=level,
-                client_id=client_id,
-                plan_version=version,
-                rule=rule,
-                detail=detail,
-                occurred_at=when,
-                recorded_at=self.now,
+            (
+                self.ids(),
+                source_key,
+                deal_key,
+                self.u(ib_id),
+                level,
+                self.u(client_id) if client_id else None,
+                version_id,
+                rule,
+                detail,
+                when,
+                self.now,
             )
         )
-
-    def accrue(
-        self,
-        *,
-        kind: str,
-        source_key: str,
-        record: DealRecord | None,
-        ib_id: UUID,
-        level: int,
-        client_id: UUID,
-        version: PlanVersion,
-        currency: str,
-        amount: int,
-        remainder_ppm: int,
-        volume: int,
-        computation: dict[str, Any],
-        when: datetime,
-        holdback: tuple[int, int],
-    ) -> None:
-        bps, days = holdback
-        main, held = rules.split_holdback(amount, bps)
-        for part, value in (("main", main), ("holdback", held)):
-            if value <= 0:
-                continue
-            self.accruals.append(
-                Accrual(
-                    id=new_id(),
-                    source_key=source_key,
-                    kind=kind,
-                    part=part,
-                    ib_id=ib_id,
-                    level=level,
-                    deal=record,
-                    client_id=client_id,
-                    plan_version=version,
-                    currency=currency,
-                    amount=value,
-                    remainder_ppm=remainder_ppm if part == "main" else 0,
-                    volume=volume if part == "main" else 0,
-                    computation={
-                        **computation,
-                        "part": part,
-                        "holdback_bps": bps,
-                        "part_amount": value,
-                    },
-                    state=S.ACCRUED,
-                    release_at=when + timedelta(days=days) if part == "holdback" else None,
-                    occurred_at=when,
-                    accrued_at=self.now,
-                    state_changed_at=self.now,
-                )
-            )
-            self.daily[(ib_id, when.date(), level, currency)][2] += value
 
     def run(self) -> AccrualReport:
         report = AccrualReport(deals=len(self.deals))
         unique: dict[str, ClosedDeal] = {}
         for d in self.deals:
             unique.setdefault(d.key, d)
-        done = set(DealRecord.objects.filter(pk__in=list(unique)).values_list("key", flat=True))
+        done = set(any_of(DealRecord.objects.all(), "key", unique).values_list("key", flat=True))
         fresh = sorted(
             (d for k, d in unique.items() if k not in done), key=lambda d: (d.closed_at, d.key)
         )
@@ -240,7 +320,9 @@ class _Batch:
         client_of = {d.key: d.client_id or logins.get((d.server, d.login)) for d in fresh}
         client_ids = {c for c in client_of.values() if c is not None}
         attributed = dict(
-            Attribution.objects.filter(client_id__in=client_ids).values_list("client_id", "ib_id")
+            any_of(Attribution.objects.all(), "client_id", client_ids).values_list(
+                "client_id", "ib_id"
+            )
         )
         direct_ids = sorted(set(attributed.values()))
         book = PlanBook(direct_ids)
@@ -259,20 +341,20 @@ class _Batch:
         }
         for ib_id, period in periods:
             self.period_volume[(ib_id, period)] = 0
-        for row in IBPeriodVolume.objects.filter(
-            ib_id__in={p[0] for p in periods}, period__in={p[1] for p in periods}
-        ):
-            if (row.ib_id, row.period) in self.period_volume:
-                self.period_volume[(row.ib_id, row.period)] = row.volume
+        for ib_id, period, volume in any_of(
+            IBPeriodVolume.objects.filter(period__in={p[1] for p in periods}),
+            "ib",
+            {p[0] for p in periods},
+        ).values_list("ib_id", "period", "volume"):
+            if (ib_id, period) in self.period_volume:
+                self.period_volume[(ib_id, period)] = volume
 
-        for deal in fresh:
-            self._deal(deal, client_of[deal.key], attributed, book, uplines, status, facts)
+        self._deals(fresh, client_of, attributed, book, uplines, status, facts)
         self._cpa(book, uplines, status)
         self._write()
         report.accruals = len(self.accruals)
         report.exclusions = len(self.exclusions)
-        for a in self.accruals:
-            report.amount[a.currency] = report.amount.get(a.currency, 0) + a.amount
+        report.amount = {c: sum(per_ib.values()) for c, per_ib in self.sums.items()}
         return report
 
     def run_cpa(self, client_ids: list[UUID]) -> AccrualReport:
@@ -302,147 +384,205 @@ class _Batch:
         self._cpa(book, uplines, status)
         self._write()
         report.accruals = len(self.accruals)
-        for a in self.accruals:
-            report.amount[a.currency] = report.amount.get(a.currency, 0) + a.amount
+        report.amount = {c: sum(per_ib.values()) for c, per_ib in self.sums.items()}
         return report
 
     def _load_ibs(self, ids: set[UUID]) -> dict[UUID, str]:
         status: dict[UUID, str] = {}
-        for i, st, cur in IB.objects.filter(pk__in=ids).values_list("id", "status", "currency"):
+        for i, st, cur in any_of(IB.objects.all(), "id", ids).values_list(
+            "id", "status", "currency"
+        ):
             status[i] = st
             self.ib_currency[i] = cur
         return status
 
-    def _deal(
+    def _deals(
         self,
-        deal: ClosedDeal,
-        client_id: UUID | None,
+        fresh: list[ClosedDeal],
+        client_of: dict[str, UUID | None],
         attributed: dict[UUID, UUID],
         book: PlanBook,
         uplines: dict[UUID, list[hierarchy.TreeNode]],
         status: dict[UUID, str],
         facts: dict[UUID, rules.ClientFacts],
     ) -> None:
-        ib_id = attributed.get(client_id) if client_id else None
-        record = DealRecord(
-            key=deal.key,
-            server=deal.server,
-            login=deal.login,
-            deal=deal.deal,
-            client_id=client_id,
-            ib_id=ib_id,
-            closed_at=deal.closed_at,
-            symbol=deal.symbol,
-            volume=deal.volume,
-            profit=deal.profit,
-            commission=deal.commission,
-            swap=deal.swap,
-            currency=deal.currency,
-            group=deal.group,
-            position_id=deal.position_id,
-            opened_at=deal.opened_at,
-            payload=deal_payload(deal),
-            processed_at=self.now,
-        )
-        self.records.append(record)
-        if ib_id is None or client_id is None:
-            return
-        when = deal.closed_at
-        direct: UUID = ib_id
-        day_row = self.daily[(ib_id, when.date(), 0, self.ib_currency[ib_id])]
-        day_row[0] += 1
-        day_row[1] += deal.volume
-        version = book.version_for(ib_id, when)
-
-        def exclude(rule: str, detail: str, level: int = 0, who: UUID = direct) -> None:
-            self.exclude(deal.key, record, who, level, client_id, version, rule, detail, when)
-
-        if version is None:
-            return exclude("no_plan", "the IB had no commission plan when the deal closed")
-        if status.get(ib_id) != IBStatus.ACTIVE:
-            return exclude("ib_suspended", "the IB was suspended")
-        plan_rules = book.rules(version)
-        currency = version.plan.currency
-        if deal.currency and deal.currency != currency:
-            return exclude("currency_mismatch", f"deal in {deal.currency}, plan pays in {currency}")
-        failed = rules.check_filters(deal, plan_rules.filters, facts[client_id])
-        if failed is not None:
-            return exclude(*failed)
-        period = rules.period_start(when)
-        before = self.period_volume[(ib_id, period)]
-        self.period_volume[(ib_id, period)] = before + deal.volume
-        self.period_delta[(ib_id, period)] += deal.volume
-        self.client_delta[client_id][0] += deal.volume
-        self.client_delta[client_id][1] += 1
-        if plan_rules.cpa is not None:
-            self.cpa_candidates.setdefault(client_id, (ib_id, version, when))
-        if not any(c.type != "cpa" for c in plan_rules.components):
-            return None
-        pool = rules.compute_pool(deal, plan_rules, before)
-        if pool.amount <= 0:
-            return exclude(
-                "zero_commission", f"the plan's components produce nothing: {list(pool.parts)}"
-            )
-        self._split(
-            kind=AccrualKind.DEAL,
-            source_key=deal.key,
-            record=record,
-            ib_id=ib_id,
-            client_id=client_id,
-            version=version,
-            plan_rules=plan_rules,
-            pool=pool.exact,
-            currency=currency,
-            volume=deal.volume,
-            when=when,
-            uplines=uplines[ib_id],
-            status=status,
-            working={
-                "pool": {
-                    "parts": list(pool.parts),
-                    "multiplier_bps": pool.multiplier_bps,
-                    "period_volume_before": before,
-                    "deal_currency": deal.currency or f"{currency} (assumed: none sent)",
-                    "exact": rules.frac(pool.exact),
-                    "amount": pool.amount,
-                }
-            },
-        )
-        return None
+        """The per-deal path: dictionary look-ups and integer arithmetic (module doc)."""
+        active = IBStatus.ACTIVE
+        u = self.u
+        daily = self.daily
+        period_volume = self.period_volume
+        period_delta = self.period_delta
+        client_delta = self.client_delta
+        records = self.records
+        ib_currency = self.ib_currency
+        now = self.now
+        periods: dict[tuple[int, int], date] = {}
+        extras_none = json.dumps({})
+        for deal in fresh:
+            key = deal.key
+            when = deal.closed_at
+            client_id = client_of[key]
+            ib_id = attributed.get(client_id) if client_id else None
+            tier_volume: int | None = None
+            try:
+                if ib_id is None or client_id is None:
+                    continue
+                day = when.date()
+                row = daily[(u(ib_id), day, 0, ib_currency[ib_id])]
+                row[0] += 1
+                row[1] += deal.volume
+                plan = self.plan_at(book, ib_id, when)
+                if plan is None:
+                    self.exclude(
+                        key,
+                        key,
+                        ib_id,
+                        0,
+                        client_id,
+                        None,
+                        "no_plan",
+                        "the IB had no commission plan when the deal closed",
+                        when,
+                    )
+                    continue
+                if status.get(ib_id) != active:
+                    self.exclude(
+                        key,
+                        key,
+                        ib_id,
+                        0,
+                        client_id,
+                        plan.id,
+                        "ib_suspended",
+                        "the IB was suspended",
+                        when,
+                    )
+                    continue
+                currency = plan.currency
+                if deal.currency and deal.currency != currency:
+                    self.exclude(
+                        key,
+                        key,
+                        ib_id,
+                        0,
+                        client_id,
+                        plan.id,
+                        "currency_mismatch",
+                        f"deal in {deal.currency}, plan pays in {currency}",
+                        when,
+                    )
+                    continue
+                failed, group = plan.verdict(deal, client_id, facts[client_id])
+                if failed is not None:
+                    self.exclude(key, key, ib_id, 0, client_id, plan.id, *failed, when)
+                    continue
+                month = periods.get((when.year, when.month))
+                if month is None:
+                    month = periods[(when.year, when.month)] = rules.period_start(when)
+                pk = (ib_id, month)
+                before = period_volume[pk]
+                period_volume[pk] = before + deal.volume
+                period_delta[pk] += deal.volume
+                counts = client_delta[client_id]
+                counts[0] += deal.volume
+                counts[1] += 1
+                if plan.cpa is not None:
+                    self.cpa_candidates.setdefault(client_id, (ib_id, plan.version, when))
+                if not plan.deal_components:
+                    continue
+                numerator, _ = rules.pool_numerator(deal, plan.rules, group, before)
+                if numerator < rules.POOL_DEN:
+                    pool = rules.compute_pool(deal, plan.rules, before)
+                    self.exclude(
+                        key,
+                        key,
+                        ib_id,
+                        0,
+                        client_id,
+                        plan.id,
+                        "zero_commission",
+                        f"the plan's components produce nothing: {list(pool.parts)}",
+                        when,
+                    )
+                    continue
+                tier_volume = before
+                self._split(
+                    kind=AccrualKind.DEAL,
+                    source_key=key,
+                    deal_key=key,
+                    ib_id=ib_id,
+                    client_id=client_id,
+                    plan=plan,
+                    numerator=numerator,
+                    volume=deal.volume,
+                    when=when,
+                    chain=self.chain(ib_id, uplines, status),
+                    computation=_EMPTY_JSON,
+                )
+            finally:
+                records.append(
+                    (
+                        key,
+                        deal.server,
+                        deal.login,
+                        deal.deal,
+                        u(client_id) if client_id else None,
+                        u(ib_id) if ib_id else None,
+                        when,
+                        deal.symbol,
+                        deal.volume,
+                        deal.profit,
+                        deal.commission,
+                        deal.swap,
+                        deal.currency,
+                        deal.group,
+                        deal.position_id,
+                        deal.opened_at,
+                        extras_none if not (extras := deal_extras(deal)) else json.dumps(extras),
+                        now,
+                        tier_volume,
+                    )
+                )
 
     def _split(
         self,
         *,
         kind: str,
         source_key: str,
-        record: DealRecord | None,
+        deal_key: str | None,
         ib_id: UUID,
         client_id: UUID,
-        version: PlanVersion,
-        plan_rules: rules.PlanRules,
-        pool: Any,
-        currency: str,
+        plan: _Plan,
+        numerator: int,
         volume: int,
         when: datetime,
-        uplines: list[hierarchy.TreeNode],
-        status: dict[UUID, str],
-        working: dict[str, Any],
+        chain: list[tuple[UUID, str, bool]],
+        computation: str | Callable[[int, int, int, int, str, int], str],
     ) -> None:
-        shares = rules.split_levels(pool, plan_rules.overrides, len(uplines))
-        base = {
-            **working,
-            "plan": version.plan.code,
-            "version": version.number,
-            "shares": [{"level": s.level, "bps": s.bps, "amount": s.amount} for s in shares],
-        }
-        for share in shares:
-            who = ib_id if share.level == 0 else uplines[share.level - 1].ib_id
-            if status.get(who) != IBStatus.ACTIVE:
+        """Share the pool (``numerator / POOL_DEN``) between the direct IB and its uplines;
+        each share becomes a main part and a holdback part (when the plan holds back)."""
+        currency = plan.currency
+        client = self.u(client_id)
+        version = plan.id
+        hold_bps = plan.holdback_bps
+        release = when + plan.holdback
+        day = when.date()
+        now = self.now
+        sums = self.sums[currency]
+        self.sources[currency].add(source_key)
+        daily = self.daily
+        accruals = self.accruals
+        ids = self.ids
+        for level, bps, amount, remainder in rules.split_numerator(
+            numerator, plan.rules.overrides, len(chain) - 1
+        ):
+            who, earner, active = chain[level]
+            if not active:
                 self.exclude(
                     source_key,
-                    record,
+                    deal_key,
                     who,
-                    share.level,
+                    level,
                     client_id,
                     version,
                     "ib_suspended",
@@ -450,35 +590,44 @@ class _Batch:
                     when,
                 )
                 continue
-            if share.amount <= 0:
+            if amount <= 0:
                 continue
-            if share.level:
-                row = self.daily[(who, when.date(), share.level, currency)]
+            row = daily[(earner, day, level, currency)]
+            if level:
                 row[0] += 1
                 row[1] += volume
-            self.accrue(
-                kind=kind,
-                source_key=source_key,
-                record=record,
-                ib_id=who,
-                level=share.level,
-                client_id=client_id,
-                version=version,
-                currency=currency,
-                amount=share.amount,
-                remainder_ppm=share.remainder_ppm,
-                volume=volume,
-                computation={
-                    **base,
-                    "level": share.level,
-                    "bps": share.bps,
-                    "share_exact": rules.frac(share.exact),
-                    "amount": share.amount,
-                    "remainder_ppm": share.remainder_ppm,
-                },
-                when=when,
-                holdback=(plan_rules.holdback_bps, plan_rules.holdback_days),
-            )
+            held = amount * hold_bps // rules.BPS
+            for part, value in (("main", amount - held), ("holdback", held)):
+                if value <= 0:
+                    continue
+                main = part == "main"
+                accruals.append(
+                    (
+                        ids(),
+                        source_key,
+                        kind,
+                        part,
+                        earner,
+                        level,
+                        deal_key,
+                        client,
+                        version,
+                        currency,
+                        value,
+                        remainder if main else 0,
+                        volume if main else 0,
+                        computation
+                        if isinstance(computation, str)
+                        else computation(level, bps, amount, remainder, part, value),
+                        S.ACCRUED,
+                        None if main else release,
+                        when,
+                        now,
+                        now,
+                    )
+                )
+                row[2] += value
+                sums[earner] += value
 
     def _cpa(
         self, book: PlanBook, uplines: dict[UUID, list[hierarchy.TreeNode]], status: dict[UUID, str]
@@ -502,7 +651,8 @@ class _Batch:
         for client_id, (ib_id, version, when) in self.cpa_candidates.items():
             if client_id in paid:
                 continue
-            cpa = book.rules(version).cpa
+            plan = self.compiled(book, version)
+            cpa = plan.cpa
             assert cpa is not None
             volume = volumes.get(client_id, 0) + self.client_delta[client_id][0]
             due, why = rules.cpa_due(
@@ -510,42 +660,67 @@ class _Batch:
             )
             if not due:
                 continue
+            line = uplines[ib_id]
+            cpa_amount = cpa.amount
+            shares = rules.split_levels(Fraction(cpa_amount), plan.rules.overrides, len(line))
+            base = {
+                "cpa": {"amount": cpa.amount, "mode": cpa.mode, "qualified": why},
+                "plan": version.plan.code,
+                "version": version.number,
+                "shares": [{"level": s.level, "bps": s.bps, "amount": s.amount} for s in shares],
+            }
+
+            def working(
+                level: int,
+                bps: int,
+                amount: int,
+                remainder: int,
+                part: str,
+                value: int,
+                base: dict[str, Any] = base,
+                hold: int = plan.holdback_bps,
+                pool: int = cpa_amount,
+            ) -> str:
+                return json.dumps(
+                    {
+                        **base,
+                        "level": level,
+                        "bps": bps,
+                        "share_exact": rules.frac(Fraction(pool) * bps / rules.BPS),
+                        "amount": amount,
+                        "remainder_ppm": remainder,
+                        "part": part,
+                        "holdback_bps": hold,
+                        "part_amount": value,
+                    }
+                )
+
             self._split(
                 kind=AccrualKind.CPA,
                 source_key=f"cpa:{client_id}",
-                record=None,
+                deal_key=None,
                 ib_id=ib_id,
                 client_id=client_id,
-                version=version,
-                plan_rules=book.rules(version),
-                pool=Fraction(cpa.amount),
-                currency=version.plan.currency,
+                plan=plan,
+                numerator=cpa.amount * rules.POOL_DEN,
                 volume=0,
                 when=when,
-                uplines=uplines[ib_id],
-                status=status,
-                working={"cpa": {"amount": cpa.amount, "mode": cpa.mode, "qualified": why}},
+                chain=self.chain(ib_id, uplines, status),
+                computation=working,
             )
 
     def _requests(self) -> list[list[ledger.TransferRequest]]:
         """One balanced transfer per currency for the whole batch: commission expense → each
         IB's payable (its sum); the accrual rows keep the per-deal detail and point to it."""
-        sums: dict[str, dict[UUID, int]] = defaultdict(lambda: defaultdict(int))
-        for a in self.accruals:
-            sums[a.currency][a.ib_id] += a.amount
         requests: list[list[ledger.TransferRequest]] = []
-        for currency, per_ib in sorted(sums.items()):
+        for currency, per_ib in sorted(self.sums.items()):
             payable = self._payables(sorted(per_ib), currency)
-            keys = sorted(
-                accrual_key(a.source_key, a.ib_id, a.plan_version_id, a.level, a.part)
-                for a in self.accruals
-                if a.currency == currency
-            )
-            digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+            # the batch's identity: the deals (and CPA clients) it paid, each paid only once
+            digest = hashlib.sha256("\n".join(sorted(self.sources[currency])).encode())
             requests.append(
                 [
                     ledger.TransferRequest(
-                        idempotency_key=f"ibc-batch:{currency}:{digest}",
+                        idempotency_key=f"ibc-batch:{currency}:{digest.hexdigest()}",
                         kind="ib_commission",
                         currency=currency,
                         legs=(
@@ -555,7 +730,10 @@ class _Batch:
                                 for ib, amount in sorted(per_ib.items(), key=lambda kv: str(kv[0]))
                             ),
                         ),
-                        metadata={"accruals": len(keys), "deals": len(self.records)},
+                        metadata={
+                            "accruals": sum(1 for a in self.accruals if a[9] == currency),
+                            "deals": len(self.records),
+                        },
                     )
                 ]
             )
@@ -570,22 +748,34 @@ class _Batch:
             self.accounts.clear()
             requests = self._requests()
             outcomes = ledger.post_batch(list(requests))
-        posted: dict[str, UUID] = {}
+        posted: dict[str, str] = {}
         for (request,), (outcome,) in zip(requests, outcomes, strict=True):
             if isinstance(outcome, DomainError):
                 raise outcome
-            posted[request.currency] = outcome.transfer_id
-        for accrual in self.accruals:
-            accrual.ledger_transfer_id = posted[accrual.currency]
-        bulk.insert(DealRecord, self.records)  # COPY on PostgreSQL
-        bulk.insert(Accrual, self.accruals)
-        bulk.insert(Exclusion, self.exclusions)
+            posted[request.currency] = str(outcome.transfer_id)
+        copy_rows(DealRecord, _DEAL_COLUMNS, self.records)
+        copy_rows(
+            Accrual,
+            _ACCRUAL_COLUMNS,
+            ((*a, posted[a[9]], "", "system") for a in self.accruals),
+        )
+        copy_rows(Exclusion, _EXCLUSION_COLUMNS, self.exclusions)
         _bump_period_volume(self.period_delta)
         _bump_client_volume(self.client_delta)
         _bump_daily(self.daily, self.now)
-        emit_many([_accrued_event(a) for a in self.accruals])
+        if posted:
+            emit(
+                CommissionsAccrued(
+                    transfers=dict(sorted(posted.items())),
+                    first_id=self.ids.text(1),
+                    last_id=self.ids.text(self.ids.n),
+                    accruals=len(self.accruals),
+                    deals=len(self.records),
+                    amounts={c: sum(per_ib.values()) for c, per_ib in sorted(self.sums.items())},
+                )
+            )
 
-    def _payables(self, ib_ids: list[UUID], currency: str) -> dict[UUID, UUID]:
+    def _payables(self, ib_ids: list[str], currency: str) -> dict[str, UUID]:
         """The payable accounts of ``ib_ids``, the missing ones opened in one statement."""
         unknown = [ib for ib in ib_ids if f"{ib}:{currency}" not in _ACCOUNTS]
         if unknown:
@@ -599,7 +789,7 @@ class _Batch:
             currency, lambda: ledger.system_account("ib_commission_expense", currency).id
         )
 
-    def _payable(self, ib_id: UUID, currency: str) -> UUID:
+    def _payable(self, ib_id: str, currency: str) -> UUID:
         return self._account(
             f"{ib_id}:{currency}",
             lambda: ledger.open_account(OwnerType.IB, str(ib_id), currency, Bucket.PAYABLE).id,
@@ -641,6 +831,61 @@ def _accrued_event(a: Accrual) -> CommissionAccrued:
     )
 
 
+_DEAL_COLUMNS = (
+    "key", "server", "login", "deal", "client_id", "ib", "closed_at", "symbol", "volume",
+    "profit", "commission", "swap", "currency", "group", "position_id", "opened_at", "payload",
+    "processed_at", "tier_volume",
+)  # fmt: skip
+_ACCRUAL_COLUMNS = (
+    "id", "source_key", "kind", "part", "ib", "level", "deal", "client_id", "plan_version",
+    "currency", "amount", "remainder_ppm", "volume", "computation", "state", "release_at",
+    "occurred_at", "accrued_at", "state_changed_at", "ledger_transfer_id", "reason", "actor",
+)  # fmt: skip
+_EXCLUSION_COLUMNS = (
+    "id", "source_key", "deal", "ib", "level", "client_id", "plan_version", "rule", "detail",
+    "occurred_at", "recorded_at",
+)  # fmt: skip
+_EMPTY_JSON = "{}"
+
+
+def _fields(model: type[Model], names: Sequence[str]) -> list[Field[Any, Any]]:
+    out = []
+    for name in names:
+        found = model._meta.get_field(name)
+        assert isinstance(found, Field)
+        out.append(found)
+    return out
+
+
+def copy_rows(model: type[Model], names: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Insert rows of plain values (UUIDs as text, JSON as text) into ``names`` columns:
+    ``COPY`` on PostgreSQL, ``executemany`` elsewhere (values prepared by the fields)."""
+    fields = _fields(model, names)
+    table = model._meta.db_table
+    qn = connection.ops.quote_name
+    column_list = ", ".join(qn(str(f.column)) for f in fields)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {qn(table)} ({column_list}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        preps = [
+            None if isinstance(f, JSONField) else partial(f.get_db_prep_save, connection=connection)
+            for f in fields
+        ]
+        prepared = [
+            tuple(v if p is None or v is None else p(v) for p, v in zip(preps, row, strict=True))
+            for row in rows
+        ]
+        if prepared:
+            marks = ", ".join(["%s"] * len(fields))
+            cursor.executemany(
+                f"INSERT INTO {qn(table)} ({column_list}) VALUES ({marks})",  # noqa: S608
+                prepared,
+            )
+
+
 def upsert_add(
     model: type[Model],
     keys: Sequence[str],
@@ -648,32 +893,44 @@ def upsert_add(
     rows: Iterable[tuple[Any, ...]],
     sets: Sequence[tuple[str, Any]] = (),
 ) -> int:
-    """``INSERT … ON CONFLICT (keys) DO UPDATE SET col = col + excluded.col`` in one statement
-    (SQLite and PostgreSQL), rows sorted by key so concurrent batches lock in the same order.
-    Each row is the key values followed by the amounts to add; ``sets`` are plain assignments."""
-    ordered = sorted(rows, key=lambda r: tuple(str(v) for v in r[: len(keys)]))
+    """``INSERT … ON CONFLICT (keys) DO UPDATE SET col = col + excluded.col`` (SQLite and
+    PostgreSQL), rows sorted by key so concurrent batches lock in the same order. Each row is
+    the key values followed by the amounts to add; ``sets`` are plain assignments. On
+    PostgreSQL one statement over ``unnest`` of one array per column, sorted by the server."""
+    ordered = list(rows)
     if not ordered:
         return 0
-    meta = model._meta
-
-    def concrete(name: str) -> Field[Any, Any]:
-        found = meta.get_field(name)
-        assert isinstance(found, Field)
-        return found
-
-    fields = [concrete(name) for name in (*keys, *adds)]
-    set_fields = [concrete(n) for n, _ in sets]
+    fields = _fields(model, (*keys, *adds))
+    set_fields = _fields(model, [n for n, _ in sets])
     columns: list[str] = [str(f.column) for f in (*fields, *set_fields)]
-    table = meta.db_table
+    table = model._meta.db_table
     qn = connection.ops.quote_name
-    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
     updates = [
         f"{qn(c)} = {qn(table)}.{qn(c)} + excluded.{qn(c)}"
         for c in columns[len(keys) : len(fields)]
     ]
     updates += [f"{qn(c)} = excluded.{qn(c)}" for c in columns[len(fields) :]]
     conflict = ", ".join(qn(c) for c in columns[: len(keys)])
+    head = f"INSERT INTO {qn(table)} ({', '.join(qn(c) for c in columns)}) "
+    tail = f" ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(updates)}"
+    if connection.vendor == "postgresql":
+        arrays = [[row[i] for row in ordered] for i in range(len(fields))]
+        arrays += [[value] * len(ordered) for _, value in sets]
+        types = [str(f.db_type(connection)) for f in (*fields, *set_fields)]
+        unnest = ", ".join(f"%b::{t.split('(')[0]}[]" for t in types)
+        order = ", ".join(str(i + 1) for i in range(len(keys)))
+        connection.ensure_connection()
+        # a server-binding cursor: the arrays travel as binary parameters (Django's client-side
+        # binding would quote every element into the statement's text)
+        with psycopg.Cursor(connection.connection) as raw:
+            raw.execute(
+                f"{head}SELECT * FROM unnest({unnest}) ORDER BY {order}{tail}",  # noqa: S608
+                arrays,
+            )
+        return len(ordered)
     with connection.cursor() as cursor:
+        ordered.sort(key=lambda r: tuple(str(v) for v in r[: len(keys)]))
+        placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
         for i in range(0, len(ordered), 500):
             chunk = ordered[i : i + 500]
             params: list[Any] = []
@@ -686,9 +943,7 @@ def upsert_add(
                     for f, (_, v) in zip(set_fields, sets, strict=True)
                 ]
             cursor.execute(
-                f"INSERT INTO {qn(table)} ({', '.join(qn(c) for c in columns)}) "  # noqa: S608
-                f"VALUES {', '.join([placeholders] * len(chunk))} "
-                f"ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(updates)}",
+                f"{head}VALUES {', '.join([placeholders] * len(chunk))}{tail}",
                 params,
             )
     return len(ordered)
@@ -709,7 +964,7 @@ def _bump_client_volume(delta: dict[UUID, list[int]]) -> None:
     )
 
 
-def _bump_daily(daily: dict[tuple[UUID, date, int, str], list[int]], now: datetime) -> None:
+def _bump_daily(daily: Mapping[tuple[Any, date, int, str], list[int]], now: datetime) -> None:
     """Add deal counts, volumes and earnings to the dashboard read model."""
     upsert_add(
         IBDailyActivity,
@@ -718,6 +973,44 @@ def _bump_daily(daily: dict[tuple[UUID, date, int, str], list[int]], now: dateti
         ((i, d, lv, c, n, v, e) for (i, d, lv, c), (n, v, e) in daily.items()),
         sets=(("updated_at", now),),
     )
+
+
+def working(a: Accrual) -> dict[str, Any]:
+    """The computation behind an accrual's amount. A deal accrual stores none: it is derived
+    here, exactly, from its deal (``DealRecord``, with the tier volume it was paid at), its
+    plan version's rules and its level — the same integers the engine paid."""
+    if a.computation or a.kind != AccrualKind.DEAL or a.deal is None or a.plan_version is None:
+        return dict(a.computation)
+    record = a.deal
+    version = a.plan_version
+    plan_rules = rules.parse_rules(version.rules)
+    deal = closed_deal_of(record)
+    before = record.tier_volume or 0
+    pool = rules.compute_pool(deal, plan_rules, before)
+    shares = rules.split_levels(pool.exact, plan_rules.overrides, len(plan_rules.overrides))
+    share = shares[a.level]
+    bps = plan_rules.holdback_bps
+    return {
+        "pool": {
+            "parts": list(pool.parts),
+            "multiplier_bps": pool.multiplier_bps,
+            "period_volume_before": before,
+            "deal_currency": deal.currency or f"{a.currency} (assumed: none sent)",
+            "exact": rules.frac(pool.exact),
+            "amount": pool.amount,
+        },
+        "plan": version.plan.code,
+        "version": version.number,
+        "shares": [{"level": s.level, "bps": s.bps, "amount": s.amount} for s in shares],
+        "level": share.level,
+        "bps": share.bps,
+        "share_exact": rules.frac(share.exact),
+        "amount": share.amount,
+        "remainder_ppm": share.remainder_ppm,
+        "part": a.part,
+        "holdback_bps": bps,
+        "part_amount": a.amount,
+    }
 
 
 def accrue_deals(

@@ -26,12 +26,17 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+ACCRUAL_BATCH = 5000  # = the ``partners.accrue_deals`` consumer's batch_size
+
 
 def _setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokerdesk.settings")
     import django
 
     django.setup()
+    from brokerdesk.core.runtime import tune_gc
+
+    tune_gc()
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -296,6 +301,8 @@ def accrual_phase(
     rows = Accrual.objects.count() + Exclusion.objects.count()
     rerun_seconds = run(stream)
     added = Accrual.objects.count() + Exclusion.objects.count() - rows
+    from brokerdesk.partners.queries import orphan_rows
+
     return {
         "deals": deals,
         "clients": clients,
@@ -308,6 +315,7 @@ def accrual_phase(
         "exclusions": Exclusion.objects.count(),
         "rerun_seconds": round(rerun_seconds, 2),
         "rerun_added_rows": added,
+        "orphan_rows": orphan_rows(),
     }
 
 
@@ -321,7 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--deals", type=int, default=5_000, help="closed deals to accrue")
     parser.add_argument("--clients", type=int, default=5_000, help="attributed clients")
-    parser.add_argument("--batch", type=int, default=500, help="deals per accrual batch")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=ACCRUAL_BATCH,
+        help="deals per accrual batch (default: the accrual consumer's batch size)",
+    )
     args = parser.parse_args(argv)
     _setup_django()
     from django.core.management import call_command
@@ -386,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for key, value in figures.items():
             print(f"{key:>22}: {value}")
-    return 1 if differences or accruals.get("rerun_added_rows") else 0
+    failed = differences or accruals.get("rerun_added_rows") or accruals.get("orphan_rows")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 * ``partners.accrue_deals`` reads ``trading.deal_closed`` from the ``trading`` stream in
   batches and runs the accrual engine once per batch (idempotent per deal key).
+* ``partners.correct_deals`` reads ``trading.deal_corrected`` from the same stream, apart
+  from the accrual hot path, and rebooks the commission of corrected deals
+  (``corrections.apply_corrections``, idempotent per deal and ``version_msc``).
 * ``partners.record_funding`` reads ``deposit.confirmed`` from the ``payments`` stream and
   records a client's first deposit (funding locks attribution; CPA qualifies on it).
 """
@@ -17,7 +20,7 @@ import structlog
 from brokerdesk.core.bus.base import Message
 from brokerdesk.core.consumers import consumer
 from brokerdesk.core.errors import ValidationError
-from brokerdesk.partners import accrual, attribution
+from brokerdesk.partners import accrual, attribution, corrections
 from brokerdesk.partners.deals import DEAL_CLOSED, ClosedDeal, parse_deal_closed
 
 log = structlog.get_logger(__name__)
@@ -56,12 +59,26 @@ def with_bonus_costs(deals: list[ClosedDeal], messages: list[Message]) -> list[C
     ]
 
 
-@consumer("partners.accrue_deals", streams=["trading"], batch_size=500)
+# Up to 5,000 deals a batch: the engine's per-batch work (the ledger transfer, the read-model
+# upserts, the look-ups, the commit) is shared by more deals under load; a quiet stream still
+# gets small batches at once (the runner does not wait to fill one).
+@consumer("partners.accrue_deals", streams=["trading"], batch_size=5000)
 def on_deals_closed(messages: list[Message]) -> None:
     """Accrue commission on a batch of closed deals."""
     deals = parse_batch(messages)
     if deals:
         accrual.accrue_deals(with_bonus_costs(deals, messages))
+
+
+# A consumer of its own (rare messages), so deal_closed processing never waits for corrections.
+# Its writes are keyed (one DealCorrection per deal and version), so it skips the runner's
+# processed-id rows, which would otherwise cost a write per deal_closed it merely passes over.
+@consumer("partners.correct_deals", streams=["trading"], batch_size=5000, keyed_writes=True)
+def on_deals_corrected(messages: list[Message]) -> None:
+    """Rebook the commission of deals a dealer updated or deleted."""
+    payloads = [m.payload for m in messages if m.type == corrections.DEAL_CORRECTED]
+    if payloads:
+        corrections.apply_corrections(payloads)
 
 
 @consumer("partners.record_funding", streams=["payments"], batch_size=200)

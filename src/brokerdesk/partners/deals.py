@@ -170,3 +170,43 @@ def deal_payload(deal: ClosedDeal) -> dict[str, Any]:
         "spread_revenue": deal.spread_revenue,
         "bonus_cost": deal.bonus_cost,
     }
+
+
+def deal_extras(deal: ClosedDeal) -> dict[str, Any]:
+    """The deal's fields that ``DealRecord`` has no column for, when they are set (what the
+    commission may depend on beyond the columns: fee, spread revenue, bonus cost)."""
+    extras: dict[str, Any] = {}
+    if deal.fee:
+        extras["fee"] = deal.fee
+    if deal.entry is not None:
+        extras["entry"] = deal.entry
+    if deal.spread_revenue is not None:
+        extras["spread_revenue"] = deal.spread_revenue
+    if deal.bonus_cost:
+        extras["bonus_cost"] = deal.bonus_cost
+    return extras
+
+
+def closed_deal_of(record: Any) -> ClosedDeal:
+    """The ``ClosedDeal`` a ``DealRecord`` was made from (columns, plus its extras)."""
+    extras: dict[str, Any] = record.payload or {}
+    return ClosedDeal(
+        server=record.server,
+        login=record.login,
+        deal=record.deal,
+        closed_at=record.closed_at,
+        symbol=record.symbol,
+        volume=record.volume,
+        profit=record.profit,
+        commission=record.commission,
+        swap=record.swap,
+        fee=int(extras.get("fee") or 0),
+        currency=record.currency,
+        group=record.group,
+        client_id=record.client_id,
+        position_id=record.position_id,
+        entry=extras.get("entry"),
+        opened_at=record.opened_at,
+        spread_revenue=extras.get("spread_revenue"),
+        bonus_cost=int(extras.get("bonus_cost") or 0),
+    )

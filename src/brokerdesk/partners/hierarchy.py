@@ -9,13 +9,14 @@ build a cycle.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Model, QuerySet
 
 from brokerdesk.core import audit, clock
 from brokerdesk.core.errors import Conflict, NotFound, ValidationError
@@ -24,6 +25,7 @@ from brokerdesk.partners.models import IB, IBClosure, IBStatus
 from brokerdesk.staff.roles import actor_label
 
 _TREE_LOCK_KEY = 0x6962_7472_6565  # "ibtree"
+M = TypeVar("M", bound=Model)
 
 
 def as_uuid(value: UUID | str) -> UUID:
@@ -241,13 +243,26 @@ def is_within(ancestor_id: UUID | str, descendant_id: UUID | str) -> bool:
     ).exists()
 
 
+def any_of(qs: QuerySet[M], name: str, values: Iterable[Any]) -> QuerySet[M]:
+    """``qs`` filtered to rows whose ``name`` is among ``values``: ``= ANY(array)`` on
+    PostgreSQL (one parameter however many values: thousands of ids per accrual batch),
+    ``IN`` elsewhere."""
+    wanted = list(values)
+    if connection.vendor != "postgresql":
+        return qs.filter(**{f"{name}__in": wanted})
+    qn = connection.ops.quote_name
+    column = qs.model._meta.get_field(name).column  # type: ignore[union-attr]
+    where = f"{qn(qs.model._meta.db_table)}.{qn(str(column))} = ANY(%s)"
+    return qs.extra(where=[where], params=[wanted])  # noqa: S610 - names from the model
+
+
 def uplines(ib_ids: list[UUID], max_depth: int) -> dict[UUID, list[TreeNode]]:
     """The uplines (depth 1..max_depth) of many IBs in one query."""
     out: dict[UUID, list[TreeNode]] = {i: [] for i in ib_ids}
     if not ib_ids or max_depth < 1:
         return out
     rows = (
-        IBClosure.objects.filter(descendant_id__in=ib_ids, depth__gt=0, depth__lte=max_depth)
+        any_of(IBClosure.objects.filter(depth__gt=0, depth__lte=max_depth), "descendant", ib_ids)
         .order_by("descendant_id", "depth")
         .values_list("descendant_id", "ancestor_id", "depth")
     )

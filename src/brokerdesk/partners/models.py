@@ -7,6 +7,14 @@
 * ``DealRecord``, ``Accrual``, ``Exclusion``, ``Payout``: the accrual engine and its evidence.
 * ``IBDailyActivity``, ``IBPeriodVolume``, ``ClientVolume``: read models and counters kept by
   the accrual consumer.
+
+The engine's high-volume rows (``DealRecord``, ``Accrual``, ``Exclusion``: several per closed
+deal) point to their IB, deal and plan version without a database foreign-key constraint: a
+deferred constraint costs a lookup per row and reference at commit (about 17 µs an accrual,
+measured), and the rows are written only by the accrual engine, in the transaction that reads
+(IB, version) or writes (deal) what they point to; IBs, versions and deal records are never
+deleted (``PROTECT`` still holds in the ORM). ``queries.orphan_rows`` counts any dangling
+reference (0; the benchmark reports it). Idempotency stays with the unique keys.
 """
 
 from __future__ import annotations
@@ -225,7 +233,15 @@ class DealRecord(models.Model):
     login = models.BigIntegerField()
     deal = models.BigIntegerField()
     client_id = models.UUIDField(null=True, blank=True)
-    ib = models.ForeignKey(IB, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    ib = models.ForeignKey(
+        IB,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     closed_at = models.DateTimeField()
     symbol = models.CharField(max_length=64)
     volume = models.BigIntegerField()  # MT5 units: 1/10,000 lot
@@ -236,8 +252,10 @@ class DealRecord(models.Model):
     group = models.CharField(max_length=120, blank=True, default="")
     position_id = models.BigIntegerField(default=0)
     opened_at = models.DateTimeField(null=True, blank=True)
-    payload = models.JSONField(default=dict)
+    payload = models.JSONField(default=dict)  # the deal's other fields (fee, spread, bonus …)
     processed_at = models.DateTimeField()
+    # the direct IB's tier-period volume before this deal (the tier the pool was paid at)
+    tier_volume = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -265,6 +283,7 @@ class AccrualKind(models.TextChoices):
     DEAL = "deal", "Closed deal"
     CPA = "cpa", "CPA"
     ADJUSTMENT = "adjustment", "Manual adjustment"
+    CORRECTION = "correction", "Dealer correction"
 
 
 class Accrual(models.Model):
@@ -275,19 +294,35 @@ class Accrual(models.Model):
     source_key = models.CharField(max_length=120)  # deal key, "cpa:<client>" or "adj:<id>"
     kind = models.CharField(max_length=12, choices=AccrualKind.choices)
     part = models.CharField(max_length=10, default="main")  # main | holdback
-    ib = models.ForeignKey(IB, on_delete=models.PROTECT, related_name="accruals")
+    ib = models.ForeignKey(
+        IB, on_delete=models.PROTECT, related_name="accruals", db_index=False, db_constraint=False
+    )  # indexed by (ib, occurred_at)
     level = models.PositiveIntegerField(default=0)  # 0: own client; k: k levels below
     deal = models.ForeignKey(
-        DealRecord, null=True, blank=True, on_delete=models.PROTECT, related_name="accruals"
+        DealRecord,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="accruals",
+        db_index=False,  # a deal's accruals are found by source_key (the unique key's head)
+        db_constraint=False,
     )
     client_id = models.UUIDField(null=True, blank=True)
     plan_version = models.ForeignKey(
-        PlanVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        PlanVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     currency = models.CharField(max_length=12)
     amount = models.BigIntegerField()  # minor units; negative only for adjustments
     remainder_ppm = models.BigIntegerField(default=0)  # rounded-down fraction, 1e-6 minor unit
     volume = models.BigIntegerField(default=0)
+    # the working behind the amount; empty for a deal accrual, whose working is derived from
+    # its deal, plan version and level (``accrual.working``)
     computation = models.JSONField(default=dict)
     state = models.CharField(
         max_length=10, choices=AccrualState.choices, default=AccrualState.ACCRUED
@@ -296,12 +331,22 @@ class Accrual(models.Model):
     occurred_at = models.DateTimeField()  # the deal's close time (or the event's)
     accrued_at = models.DateTimeField()
     state_changed_at = models.DateTimeField()
-    ledger_transfer_id = models.UUIDField(null=True, blank=True)
+    ledger_transfer_id = models.UUIDField(null=True, blank=True)  # the batch's transfer
     payout = models.ForeignKey(
-        "Payout", null=True, blank=True, on_delete=models.PROTECT, related_name="accruals"
+        "Payout",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="accruals",
+        db_index=False,
     )
     adjusts = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="adjustments"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="adjustments",
+        db_index=False,
     )
     reason = models.TextField(blank=True, default="")
     actor = models.CharField(max_length=200, default="system")
@@ -314,9 +359,66 @@ class Accrual(models.Model):
             )
         ]
         indexes = [
+            # three indexes take every new row: the key, the unique key and (ib, time); the
+            # others hold only the rows they are for (a client's accruals are read per IB)
             models.Index(fields=["ib", "occurred_at"], name="partners_accr_ib_time"),
-            models.Index(fields=["ib", "state"], name="partners_accr_ib_state"),
-            models.Index(fields=["client_id", "occurred_at"], name="partners_accr_client"),
+            models.Index(
+                fields=["ib", "state"],
+                name="partners_accr_ib_decided",
+                condition=~models.Q(state="accrued"),
+            ),
+            models.Index(
+                fields=["payout"],
+                name="partners_accr_payout",
+                condition=models.Q(payout__isnull=False),
+            ),
+            models.Index(
+                fields=["adjusts"],
+                name="partners_accr_adjusts",
+                condition=models.Q(adjusts__isnull=False),
+            ),
+            # dealer corrections by when they were booked (the statement of that period)
+            models.Index(
+                fields=["ib", "accrued_at"],
+                name="partners_accr_corrected",
+                condition=models.Q(kind="correction"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__} {self.pk}"
+
+
+class DealCorrection(models.Model):
+    """One dealer correction (``trading.deal_corrected``) of a deal as the engine applied it:
+    once per (deal key, ``version_msc``), with the deal before and after, what it changed per
+    (IB, level, part) and whether staff should review it (``review``: e.g. a CPA paid on
+    volume the correction took away)."""
+
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    deal_key = models.CharField(max_length=120)  # "server:deal" (DealRecord key)
+    version_msc = models.BigIntegerField()
+    change = models.CharField(max_length=10)  # update | delete
+    before = models.JSONField(default=dict)
+    after = models.JSONField(null=True, blank=True)
+    outcome = models.CharField(max_length=40)  # rebooked, unchanged, accrued_new, …
+    # the deal's state after it (volume, counted) and per (IB, level, part): old, new, booked
+    working = models.JSONField(default=dict)
+    review = models.TextField(blank=True, default="")  # why staff should look at it
+    applied_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deal_key", "version_msc"], name="partners_correction_once"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["applied_at"],
+                name="partners_corr_review",
+                condition=~models.Q(review=""),
+            )
         ]
 
     def __str__(self) -> str:
@@ -329,13 +431,27 @@ class Exclusion(models.Model):
     id = models.UUIDField(primary_key=True, default=new_id, editable=False)
     source_key = models.CharField(max_length=120)
     deal = models.ForeignKey(
-        DealRecord, null=True, blank=True, on_delete=models.PROTECT, related_name="exclusions"
+        DealRecord,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="exclusions",
+        db_index=False,  # found by source_key (the unique key's head)
+        db_constraint=False,
     )
-    ib = models.ForeignKey(IB, on_delete=models.PROTECT, related_name="exclusions")
+    ib = models.ForeignKey(
+        IB, on_delete=models.PROTECT, related_name="exclusions", db_index=False, db_constraint=False
+    )  # indexed by (ib, occurred_at)
     level = models.PositiveIntegerField(default=0)
     client_id = models.UUIDField(null=True, blank=True)
     plan_version = models.ForeignKey(
-        PlanVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        PlanVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     rule = models.CharField(max_length=60)
     detail = models.TextField(blank=True, default="")
@@ -373,7 +489,7 @@ class Payout(models.Model):
 class IBDailyActivity(models.Model):
     """Read model: per IB, day, level and currency — deals, volume and commission earned."""
 
-    ib = models.ForeignKey(IB, on_delete=models.CASCADE, related_name="+")
+    ib = models.ForeignKey(IB, on_delete=models.CASCADE, related_name="+", db_index=False)
     day = models.DateField()
     level = models.PositiveIntegerField()
     currency = models.CharField(max_length=12)
@@ -396,7 +512,7 @@ class IBDailyActivity(models.Model):
 class IBPeriodVolume(models.Model):
     """Counter: an IB's own clients' volume in a tier period (month), for tiered rates."""
 
-    ib = models.ForeignKey(IB, on_delete=models.CASCADE, related_name="+")
+    ib = models.ForeignKey(IB, on_delete=models.CASCADE, related_name="+", db_index=False)
     period = models.DateField()  # first day of the period
     volume = models.BigIntegerField(default=0)
 

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from brokerdesk.core import audit, clock
 from brokerdesk.core.errors import Conflict, NotFound, ValidationError
 from brokerdesk.core.money import get_currency
-from brokerdesk.partners.hierarchy import get_ib
+from brokerdesk.partners.hierarchy import any_of, get_ib
 from brokerdesk.partners.models import Plan, PlanAssignment, PlanVersion
 from brokerdesk.partners.permissions import staff_actor
 from brokerdesk.partners.rules import PlanRules, parse_rules
@@ -194,8 +194,9 @@ class PlanBook:
 
     def __init__(self, ib_ids: list[UUID]) -> None:
         self.assignments: dict[UUID, list[tuple[datetime, UUID]]] = {}
-        for a in PlanAssignment.objects.filter(ib_id__in=ib_ids).order_by("valid_from"):
-            self.assignments.setdefault(a.ib_id, []).append((a.valid_from, a.plan_id))
+        rows = any_of(PlanAssignment.objects.all(), "ib", ib_ids).order_by("valid_from")
+        for ib_id, valid_from, plan_id in rows.values_list("ib_id", "valid_from", "plan_id"):
+            self.assignments.setdefault(ib_id, []).append((valid_from, plan_id))
         plan_ids = {p for rows in self.assignments.values() for _, p in rows}
         self.versions: dict[UUID, list[PlanVersion]] = {}
         for v in (

@@ -8,6 +8,7 @@ Every portal query takes ``viewer``: the IB asking. It sees itself and its subtr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from uuid import UUID
 from django.db.models import Count, Q, Sum
 
 from brokerdesk.core import clock
-from brokerdesk.core.errors import NotFound
+from brokerdesk.core.errors import NotFound, ValidationError
 from brokerdesk.partners.hierarchy import as_uuid
 from brokerdesk.partners.models import (
     IB,
@@ -24,6 +25,7 @@ from brokerdesk.partners.models import (
     AccrualKind,
     Attribution,
     ClientFunding,
+    DealCorrection,
     DealRecord,
     Exclusion,
     IBClosure,
@@ -152,17 +154,38 @@ def statement(
     end: datetime,
     limit: int = 500,
 ) -> list[StatementLine]:
-    """The IB's accruals in [start, end), newest first, adjustments shown with their reason."""
+    """The IB's accruals in [start, end), newest first, adjustments shown with their reason.
+    A dealer correction is listed in the period of its deal and in the period it was booked
+    (a clawback of last month's deal shows on this month's statement too)."""
     _visible(viewer, ib_id)
-    rows = Accrual.objects.filter(
-        ib_id=ib_id, occurred_at__gte=start, occurred_at__lt=end
-    ).order_by("-occurred_at", "-id")[:limit]
+    rows = list(
+        Accrual.objects.filter(ib_id=ib_id, occurred_at__gte=start, occurred_at__lt=end).order_by(
+            "-occurred_at", "-id"
+        )[:limit]
+    )
+    seen = {a.pk for a in rows}
+    rows += [
+        a
+        for a in Accrual.objects.filter(
+            ib_id=ib_id, kind=AccrualKind.CORRECTION, accrued_at__gte=start, accrued_at__lt=end
+        ).order_by("-accrued_at", "-id")[:limit]
+        if a.pk not in seen
+    ]
+    rows.sort(key=lambda a: (_shown_at(a, start, end), str(a.pk)), reverse=True)
     return [
         StatementLine(
             a.id, a.kind, a.level, a.occurred_at, a.amount, a.currency, a.state, a.deal_id, a.reason
         )
-        for a in rows
+        for a in rows[:limit]
     ]
+
+
+def _shown_at(a: Accrual, start: datetime, end: datetime) -> datetime:
+    """Where a line sorts on a statement: its time, or a correction's booking time when that is
+    what brought it into the period."""
+    if a.kind == AccrualKind.CORRECTION and not start <= a.occurred_at < end:
+        return a.accrued_at
+    return a.occurred_at
 
 
 @dataclass(frozen=True)
@@ -292,6 +315,22 @@ class Outcome:
     computation: dict[str, Any]
     excluded_by: str = ""
     detail: str = ""
+    kind: str = "deal"  # deal | correction | cpa | adjustment | excluded
+    reason: str = ""  # a correction's or adjustment's reason
+
+
+@dataclass(frozen=True)
+class CorrectionEvidence:
+    """A dealer correction of the deal as the commission engine applied it."""
+
+    version_msc: int
+    change: str
+    before: dict[str, Any]
+    after: dict[str, Any] | None
+    outcome: str
+    working: dict[str, Any]
+    review: str
+    applied_at: datetime
 
 
 @dataclass(frozen=True)
@@ -307,6 +346,7 @@ class DealEvidence:
     profit: int
     outcomes: list[Outcome] = field(default_factory=list)
     note: str = ""  # why a deal with no outcome earned this IB nothing
+    corrections: list[CorrectionEvidence] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -343,7 +383,9 @@ def evidence(
     if client_id is not None:
         accruals = accruals.filter(client_id=client_id)
         exclusions = exclusions.filter(client_id=client_id)
-    accruals = accruals.select_related("plan_version__plan")
+    from brokerdesk.partners.accrual import working
+
+    accruals = accruals.select_related("plan_version__plan", "deal")
     exclusions = exclusions.select_related("plan_version__plan")
     by_deal: dict[str, list[Outcome]] = {}
     other: list[Outcome] = []
@@ -355,7 +397,9 @@ def evidence(
             a.plan_version.plan.code if a.plan_version else "",
             a.plan_version.number if a.plan_version else None,
             a.state,
-            a.computation,
+            working(a),  # derived from the deal and rule version when not stored
+            kind=a.kind,
+            reason=a.reason,
         )
         (by_deal.setdefault(a.deal_id, []) if a.deal_id else other).append(outcome)
     for x in exclusions[:limit]:
@@ -369,11 +413,14 @@ def evidence(
             {},
             excluded_by=x.rule,
             detail=x.detail,
+            kind="excluded",
         )
         (by_deal.setdefault(x.deal_id, []) if x.deal_id else other).append(outcome)
     deal_filter = Q(pk__in=list(by_deal))
     if client_id is not None:
         deal_filter |= Q(client_id=client_id, closed_at__gte=start, closed_at__lt=end)
+    records = list(DealRecord.objects.filter(deal_filter).order_by("closed_at", "key")[:limit])
+    corrected = corrections_of([d.key for d in records])
     deals = [
         DealEvidence(
             d.key,
@@ -385,10 +432,26 @@ def evidence(
             d.profit,
             by_deal.get(d.key, []),
             "" if d.key in by_deal else _no_outcome(d, as_uuid(ib_id)),
+            [
+                CorrectionEvidence(
+                    r.version_msc,
+                    r.change,
+                    r.before,
+                    r.after,
+                    r.outcome,
+                    r.working,
+                    r.review,
+                    r.applied_at,
+                )
+                for r in corrected.get(d.key, [])
+            ],
         )
-        for d in DealRecord.objects.filter(deal_filter).order_by("closed_at", "key")[:limit]
+        for d in records
     ]
-    total = sum(o.amount for ds in deals for o in ds.outcomes) + sum(o.amount for o in other)
+    # cancelled accruals stay listed (the original amounts) but are not owed
+    total = sum(o.amount for ds in deals for o in ds.outcomes if o.state != "cancelled") + sum(
+        o.amount for o in other if o.state != "cancelled"
+    )
     return Evidence(
         UUID(str(ib_id)),
         start,
@@ -434,7 +497,7 @@ def payable_total(ib_id: UUID | str, currency: str) -> int:
 
 def cpa_paid(client_id: UUID | str) -> bool:
     """True when a CPA was accrued for the client."""
-    return Accrual.objects.filter(kind=AccrualKind.CPA, client_id=client_id).exists()
+    return Accrual.objects.filter(kind=AccrualKind.CPA, source_key=f"cpa:{client_id}").exists()
 
 
 def ib_id_for_user(user: Any) -> UUID | None:
@@ -665,3 +728,123 @@ def earned_by_state(ib_id: UUID | str) -> dict[tuple[str, str], int]:
         .order_by()
     )
     return {(r["state"], r["currency"]): int(r["total"] or 0) for r in rows}
+
+
+@dataclass(frozen=True)
+class BatchAccrual:
+    """One accrual of a ``commissions.accrued`` batch, as the per-accrual event carried it."""
+
+    accrual_id: UUID
+    ib_id: UUID
+    kind: str
+    source_key: str
+    level: int
+    amount: int
+    currency: str
+    plan_version_id: UUID | None
+    client_id: UUID | None
+    occurred_at: datetime
+
+
+def _batch(payload: dict[str, Any]) -> Any:
+    """The accruals of a ``commissions.accrued`` payload: an id range read on the primary
+    key, narrowed to the batch's transfers."""
+    transfers = payload.get("transfers")
+    if not isinstance(transfers, dict) or not payload.get("first_id"):
+        raise ValidationError(
+            "A commissions.accrued payload names its transfers and ids.",
+            code="missing",
+            field="transfers",
+        )
+    return Accrual.objects.filter(
+        id__gte=payload["first_id"],
+        id__lte=payload["last_id"],
+        ledger_transfer_id__in=[str(t) for t in transfers.values()],
+    )
+
+
+def batch_accruals(payload: dict[str, Any]) -> list[BatchAccrual]:
+    """The accruals of one ``commissions.accrued`` batch (its event payload), by id."""
+    rows = (
+        _batch(payload)
+        .order_by("id")
+        .values_list(
+            "id",
+            "ib_id",
+            "kind",
+            "source_key",
+            "level",
+            "amount",
+            "currency",
+            "plan_version_id",
+            "client_id",
+            "occurred_at",
+        )
+    )
+    return [BatchAccrual(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class BatchTotal:
+    """What one batch accrued to one IB for one client, day and currency."""
+
+    ib_id: UUID
+    client_id: UUID | None
+    day: date
+    currency: str
+    amount: int
+    accruals: int
+
+
+def batch_totals(payload: dict[str, Any]) -> list[BatchTotal]:
+    """The accruals of one ``commissions.accrued`` batch summed per IB, client, day (of the
+    deal's close) and currency — what a daily rollup needs, in one grouped query."""
+    from django.db.models.functions import TruncDate
+
+    rows = (
+        _batch(payload)
+        .annotate(day=TruncDate("occurred_at"))
+        .values("ib_id", "client_id", "day", "currency")
+        .annotate(amount=Sum("amount"), n=Count("id"))
+        .order_by("ib_id", "client_id", "day", "currency")
+        .values_list("ib_id", "client_id", "day", "currency", "amount", "n")
+    )
+    return [BatchTotal(*row) for row in rows]
+
+
+def orphan_rows() -> int:
+    """Accrual-engine rows whose IB, deal or plan version does not exist (0 when consistent:
+    those references carry no database constraint, see ``partners.models``)."""
+    from django.db.models import Exists, OuterRef
+
+    from brokerdesk.partners.models import PlanVersion
+
+    def missing(model: Any, ref: str, target: Any, key: str = "pk") -> int:
+        absent = ~Exists(target.objects.filter(**{key: OuterRef(ref)}))
+        return int(model.objects.filter(absent, **{f"{ref}__isnull": False}).count())
+
+    return (
+        missing(Accrual, "ib_id", IB)
+        + missing(Accrual, "deal_id", DealRecord)
+        + missing(Accrual, "plan_version_id", PlanVersion)
+        + missing(Exclusion, "ib_id", IB)
+        + missing(Exclusion, "deal_id", DealRecord)
+        + missing(Exclusion, "plan_version_id", PlanVersion)
+        + missing(DealRecord, "ib_id", IB)
+    )
+
+
+def corrections_of(deal_keys: Sequence[str]) -> dict[str, list[DealCorrection]]:
+    """The dealer corrections applied to deals, oldest first per deal."""
+    out: dict[str, list[DealCorrection]] = {}
+    for row in DealCorrection.objects.filter(deal_key__in=list(deal_keys)).order_by(
+        "deal_key", "version_msc"
+    ):
+        out.setdefault(row.deal_key, []).append(row)
+    return out
+
+
+def corrections_to_review(*, limit: int = 200) -> list[DealCorrection]:
+    """Corrections staff should look at (``review`` set: e.g. a CPA accrued on volume that a
+    correction took away, which is not clawed back automatically), newest first."""
+    return list(DealCorrection.objects.exclude(review="").order_by("-applied_at")[:limit])

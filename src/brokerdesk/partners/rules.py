@@ -295,30 +295,48 @@ def check_client(filters: Filters, facts: ClientFacts) -> tuple[str, str] | None
     return None
 
 
-def check_filters(deal: ClosedDeal, filters: Filters, facts: ClientFacts) -> tuple[str, str] | None:
-    """The first filter the deal breaks, as (rule code, detail), or None when eligible."""
-    symbol = deal.symbol.upper()
-    if filters.symbols_include and not _matches(symbol, filters.symbols_include):
-        return "symbol_not_included", f"{deal.symbol} is not among {list(filters.symbols_include)}"
-    if filters.symbols_exclude and _matches(symbol, filters.symbols_exclude):
-        return "symbol_excluded", f"{deal.symbol} matches {list(filters.symbols_exclude)}"
-    if filters.groups_include and not _matches(deal.group, filters.groups_include):
-        return "group_not_included", f"group {deal.group!r} is not among the plan's groups"
-    if filters.groups_exclude and _matches(deal.group, filters.groups_exclude):
-        return "group_excluded", f"group {deal.group!r} is excluded"
-    failed = check_client(filters, facts)
-    if failed is not None:
-        return failed
+def check_symbol(symbol: str, filters: Filters) -> tuple[str, str] | None:
+    """The first instrument filter a symbol fails (the same for every deal in it)."""
+    upper = symbol.upper()
+    if filters.symbols_include and not _matches(upper, filters.symbols_include):
+        return "symbol_not_included", f"{symbol} is not among {list(filters.symbols_include)}"
+    if filters.symbols_exclude and _matches(upper, filters.symbols_exclude):
+        return "symbol_excluded", f"{symbol} matches {list(filters.symbols_exclude)}"
+    return None
+
+
+def check_group(group: str, filters: Filters) -> tuple[str, str] | None:
+    """The first account-group filter a group fails."""
+    if filters.groups_include and not _matches(group, filters.groups_include):
+        return "group_not_included", f"group {group!r} is not among the plan's groups"
+    if filters.groups_exclude and _matches(group, filters.groups_exclude):
+        return "group_excluded", f"group {group!r} is excluded"
+    return None
+
+
+def check_deal(deal: ClosedDeal, filters: Filters) -> tuple[str, str] | None:
+    """The first per-deal filter (minimum volume, minimum holding time) the deal fails."""
     if deal.volume < filters.min_volume:
         return "min_volume", f"volume {deal.volume} < minimum {filters.min_volume} (1/10,000 lot)"
-    if filters.min_holding_seconds:
-        held = deal.holding_seconds
-        if held is not None and held < filters.min_holding_seconds:
+    if filters.min_holding_seconds and deal.opened_at is not None:
+        held = (deal.closed_at - deal.opened_at).total_seconds()
+        if held < filters.min_holding_seconds:
             return (
                 "min_holding_time",
                 f"held {held:.0f}s < minimum {filters.min_holding_seconds}s",
             )
     return None
+
+
+def check_filters(deal: ClosedDeal, filters: Filters, facts: ClientFacts) -> tuple[str, str] | None:
+    """The first filter the deal breaks, as (rule code, detail), or None when eligible:
+    instrument, account group, client, then the deal's own volume and holding time."""
+    return (
+        check_symbol(deal.symbol, filters)
+        or check_group(deal.group, filters)
+        or check_client(filters, facts)
+        or check_deal(deal, filters)
+    )
 
 
 # ---------------------------------------------------------------------------- the pool
@@ -422,6 +440,55 @@ def compute_pool(deal: ClosedDeal, rules: PlanRules, period_volume: int = 0) -> 
     multiplier = tier_multiplier(rules.tiers, period_volume)
     exact = total * multiplier / BPS
     return Pool(exact=max(exact, Fraction(0)), parts=tuple(parts), multiplier_bps=multiplier)
+
+
+#: Denominator of an integer pool numerator (``pool_numerator``): the pool is exactly
+#: ``numerator / POOL_DEN`` minor units (lots are 1/LOT, rates and the tier multiplier bps).
+POOL_DEN = LOT * BPS * BPS
+
+
+def pool_numerator(
+    deal: ClosedDeal, rules: PlanRules, group: str, period_volume: int = 0
+) -> tuple[int, int]:
+    """``compute_pool`` in integers, without the working: (numerator over ``POOL_DEN``,
+    tier multiplier bps). The accrual engine's per-deal path; ``compute_pool`` re-derives the
+    working for the evidence."""
+    volume = deal.volume
+    total = 0  # over LOT * BPS
+    for c in rules.components:
+        kind = c.type
+        if kind == "rebate":
+            total += volume * (_rate(c.rates, group) or 0) * BPS
+        elif kind == "spread_share":
+            if deal.spread_revenue is not None:
+                total += max(deal.spread_revenue, 0) * c.share_bps * LOT
+            else:
+                total += volume * (_rate(c.rates, group) or 0) * c.share_bps
+        elif kind == "revenue_share":
+            revenue = -(deal.profit + deal.swap)
+            if c.include_commission:
+                revenue += -deal.commission - deal.fee
+            net = revenue * LOT - volume * c.fee_per_lot - deal.bonus_cost * LOT
+            if net > 0:
+                total += net * c.share_bps
+    multiplier = tier_multiplier(rules.tiers, period_volume)
+    return max(total * multiplier, 0), multiplier
+
+
+def split_numerator(
+    numerator: int, overrides: tuple[int, ...], levels_present: int
+) -> list[tuple[int, int, int, int]]:
+    """``split_levels`` of the pool ``numerator / POOL_DEN`` in integers: (level, bps,
+    amount, remainder_ppm) per level, each rounded down exactly as ``split_levels``."""
+    den = POOL_DEN * BPS
+    out = []
+    for level, bps in enumerate((BPS - sum(overrides), *overrides)):
+        if level > levels_present:
+            break
+        scaled = numerator * bps
+        amount = scaled // den
+        out.append((level, bps, amount, (scaled - amount * den) * PPM // den))
+    return out
 
 
 @dataclass(frozen=True)

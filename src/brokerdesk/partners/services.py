@@ -2,7 +2,8 @@
 
 They live in topic modules and are gathered here: the hierarchy (``hierarchy``), attribution
 (``attribution``), plans (``plans``) and the accrual engine with its state machine
-(``accrual``). Each runs in one transaction, audits operator actions and raises domain errors.
+(``accrual``), with dealer corrections (``corrections``). Each runs in one transaction, audits
+operator actions and raises domain errors.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from brokerdesk.partners.attribution import (
     request_reassignment,
     resolve_token,
 )
+from brokerdesk.partners.corrections import apply_corrections
 from brokerdesk.partners.hierarchy import create_ib, move_subtree, set_status
 from brokerdesk.partners.plans import assign_plan, create_plan, publish_version
 
 __all__ = [
     "accrue_deals",
     "adjust",
+    "apply_corrections",
     "approve",
     "approve_reassignment",
     "assign_plan",

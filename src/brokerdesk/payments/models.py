@@ -50,7 +50,11 @@ class Deposit(models.Model):
     credit_transfer_id = models.UUIDField(null=True)  # clearing → pending
     fee_transfer_id = models.UUIDField(null=True)  # pending → fee income
     release_transfer_id = models.UUIDField(null=True)  # pending → cash
-    settlement_batch = models.CharField(max_length=64, blank=True)
+    # the wallet credited when it is not ``currency`` ("": the paid currency), what it got
+    # (converted, after the FX fee) and the conversion (rate, its day, fee, transfer ids)
+    wallet_currency = models.CharField(max_length=5, blank=True, default="")
+    wallet_amount = models.BigIntegerField(default=0)
+    fx = models.JSONField(default=dict, blank=True)
     created_by = models.CharField(max_length=100)
     created_at = models.DateTimeField()
     confirmed_at = models.DateTimeField(null=True)
@@ -82,7 +86,11 @@ class Withdrawal(models.Model):
     lock_transfer_id = models.UUIDField(null=True)  # cash → locked
     settle_transfer_id = models.UUIDField(null=True)  # locked → clearing (paid) or → cash
     return_transfer_id = models.UUIDField(null=True)  # clearing → cash (returned)
-    settlement_batch = models.CharField(max_length=64, blank=True)
+    # amount/currency are what the provider pays out; the wallet side when it differs
+    # ("": the same), and the conversion fixed at request time (rate, its day, fee)
+    wallet_currency = models.CharField(max_length=5, blank=True, default="")
+    wallet_amount = models.BigIntegerField(default=0)
+    fx = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 
@@ -147,6 +155,73 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"reconciliation {self.source}"
+
+
+class Settlement(models.Model):
+    """A payment a PSP settlement file carried, recorded once (by the first run that matched
+    it). Insert-only: marking a million payments settled writes a million narrow rows
+    instead of updating a million wide, much-indexed payment rows."""
+
+    payment_id = models.UUIDField(primary_key=True)  # a deposit's or a withdrawal's id
+    payment_type = models.CharField(max_length=20)  # deposit | withdrawal
+    batch = models.CharField(max_length=64)
+    run_id = models.UUIDField(null=True)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.payment_type} {self.payment_id} in {self.batch}"
+
+
+class SettlementLine(models.Model):
+    """A settlement row counted toward its payment: a whole or partial settlement (with
+    the PSP's fee and the reserve it withheld) or a reserve release. A row is counted once
+    (unique per provider, row type, reference and PSP id), so a file read twice adds
+    nothing; a payment's lines sum to its settled amount and reserves held minus released."""
+
+    id = models.BigAutoField(primary_key=True)
+    provider = models.CharField(max_length=40)
+    row_type = models.CharField(max_length=20)
+    reference = models.CharField(max_length=64)
+    psp_id = models.CharField(max_length=100)
+    payment_id = models.UUIDField()
+    payment_type = models.CharField(max_length=20)
+    currency = models.CharField(max_length=5)
+    gross = models.BigIntegerField()
+    fee = models.BigIntegerField()
+    reserve = models.BigIntegerField()
+    net = models.BigIntegerField()
+    batch = models.CharField(max_length=64)
+    run_id = models.UUIDField()
+    line = models.BigIntegerField()
+    settled_at = models.DateTimeField(null=True)
+    reserve_due = models.DateField(null=True)
+    payment_amount = models.BigIntegerField()
+    payment_at = models.DateTimeField(null=True)
+    partial = models.BooleanField()  # the payment was not fully settled after this row
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "row_type", "reference", "psp_id"],
+                name="payments_stl_line_once",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["provider", "reference"],
+                name="payments_stl_line_partial",
+                condition=models.Q(partial=True),
+            ),
+            models.Index(
+                fields=["provider", "reference"],
+                name="payments_stl_line_reserve",
+                condition=models.Q(reserve__gt=0) | models.Q(row_type="reserve_release"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.row_type} {self.reference} {self.gross} line {self.line}"
 
 
 class ReconciliationException(models.Model):

@@ -9,18 +9,22 @@ time="YYYY-MM-DD"><Cube currency="USD" rate="1.0512"/>…``); cross rates go thr
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal, InvalidOperation
+from datetime import date, datetime
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal, InvalidOperation
 from typing import Protocol
 
+import structlog
 from defusedxml import DefusedXmlException, ElementTree
 from django.db import transaction
 
 from brokerdesk.core import clock
 from brokerdesk.core.errors import NotFound, ValidationError
+from brokerdesk.core.money import get_currency
 from brokerdesk.payments.models import FxRate
+
+log = structlog.get_logger(__name__)
 
 ECB_DAILY_URL = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
 _ECB_NS = "{http://www.ecb.int/vocabulary/2002-08-01/eurofxref}"
@@ -71,6 +75,38 @@ class EcbRates:
         table = dict(rows.filter(day=latest).values_list("currency", "rate"))
         table["EUR"] = Decimal(1)
         return Quote(_cross(table, sell, buy), latest)
+
+
+_PROVIDER: RateProvider | None = None
+
+
+def provider() -> RateProvider:
+    """The rates port used when a command is given none (the imported ECB rates by default)."""
+    return _PROVIDER if _PROVIDER is not None else EcbRates()
+
+
+def set_provider(rates: RateProvider | None) -> RateProvider | None:
+    """Use ``rates`` process-wide (``None``: back to ECB); return the previous one (tests)."""
+    global _PROVIDER
+    previous, _PROVIDER = _PROVIDER, rates
+    return previous
+
+
+def fx_amounts(
+    sell_amount: int, sell: str, buy: str, rate: Decimal, fee_bps: int
+) -> tuple[int, int]:
+    """``(gross, fee)`` in minor units of ``buy`` for ``sell_amount`` of ``sell`` at ``rate``:
+    the gross rounded down, the fee rounded up (the house's favour, as ``ledger.convert``)."""
+    src, dst = get_currency(sell), get_currency(buy)
+    gross = int(
+        (Decimal(sell_amount) * rate).scaleb(dst.scale - src.scale).to_integral_value(ROUND_DOWN)
+    )
+    fee = int((Decimal(gross) * fee_bps / 10_000).to_integral_value(ROUND_CEILING))
+    if gross - fee <= 0:
+        raise ValidationError(
+            "The amount is too small to convert at this rate.", code="too_small", field="amount"
+        )
+    return gross, fee
 
 
 def _cross(per_eur: Mapping[str, Decimal], sell: str, buy: str) -> Decimal:
@@ -127,9 +163,43 @@ def import_ecb_xml(text: str | bytes) -> int:
         return FxRate.objects.filter(source="ecb").count() - before
 
 
-def fetch_ecb_daily(url: str = ECB_DAILY_URL, *, timeout: float = 20) -> int:
-    """Download the ECB's daily file and import it."""
+def download(url: str = ECB_DAILY_URL, *, timeout: float = 20) -> bytes:
+    """The body at ``url`` (http(s) only)."""
     if not url.startswith(("https://", "http://")):
         raise ValidationError("The rates URL must be http(s).", field="url")
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (checked above)
-        return import_ecb_xml(response.read())
+        return bytes(response.read())
+
+
+def fetch_ecb_daily(url: str = ECB_DAILY_URL, *, timeout: float = 20) -> int:
+    """Download the ECB's daily file and import it."""
+    return import_ecb_xml(download(url, timeout=timeout))
+
+
+ECB_PUBLISHED_HOUR_UTC = 15  # the ECB publishes around 16:00 CET
+_FETCHED_ON: date | None = None  # the last day the periodic fetch succeeded (this process)
+
+
+def fetch_ecb_if_due(
+    fetch: Callable[[], bytes] = download, *, now: datetime | None = None
+) -> int | None:
+    """The periodic job's body: import the ECB daily file once a day (after it is published,
+    or at once when no ECB rate is stored yet); ``None`` when not due. A failure (network,
+    a bad file) is logged and returns 0; the next tick tries again."""
+    global _FETCHED_ON
+    now = now or clock.now()
+    today = now.date()
+    have_any = FxRate.objects.filter(source="ecb").exists()
+    if have_any and (today == _FETCHED_ON or now.hour < ECB_PUBLISHED_HOUR_UTC):
+        return None
+    if have_any and FxRate.objects.filter(source="ecb", day=today).exists():
+        _FETCHED_ON = today
+        return None
+    try:
+        added = import_ecb_xml(fetch())
+    except Exception as exc:  # failure-tolerant: logged, retried at the next tick
+        log.warning("ecb_fetch_failed", error=f"{type(exc).__name__}: {exc}")
+        return 0
+    _FETCHED_ON = today
+    log.info("ecb_rates_imported", rows=added)
+    return added

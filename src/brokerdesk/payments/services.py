@@ -13,6 +13,9 @@ Ledger postings (minor units, one currency each):
 - chargeback / failed settlement: every posting of the deposit reversed (linked, compensating).
 - withdrawal requested: ``cash`` → ``locked``; paid: ``locked`` → PSP clearing; rejected or
   failed: ``locked`` → ``cash``; returned after payment: PSP clearing → ``cash``.
+- in another currency than the wallet's: the deposit's credit is converted (FX sell, buy and
+  fee legs) in the same linked chain; a withdrawal's payout is fixed at request time and
+  converted when paid (a return reverses that chain); the rate and its day are recorded.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import io
 import json
 import re
 from dataclasses import dataclass, replace
+from dataclasses import field as _field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,6 +33,7 @@ from uuid import UUID
 
 from django.db import connection, transaction
 from django.db.models import Sum
+from django.utils.translation import gettext as _
 
 from brokerdesk.clients.queries import get_client
 from brokerdesk.compliance.queries import may
@@ -59,7 +64,8 @@ from brokerdesk.payments.models import (
     WalletConversion,
     Withdrawal,
 )
-from brokerdesk.payments.rates import EcbRates, RateProvider
+from brokerdesk.payments.rates import EcbRates, RateProvider, fx_amounts
+from brokerdesk.payments.rates import provider as rate_provider
 from brokerdesk.staff.roles import Role, actor_label, ensure_different_approver, require_role
 
 # ----------------------------------------------------------------------------- rules
@@ -76,6 +82,27 @@ class Rules:
     deposit_fee_fixed: int = 0
     auto_approve_up_to: int = 100_000  # withdrawals up to this are approved automatically
     fx_fee_bps: int = 50  # our fee on wallet conversions, in the bought currency
+    # per provider: how its settlement files are reconciled (``SettlementTerms``)
+    settlement: dict[str, SettlementTerms] = _field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SettlementTerms:
+    """A PSP's settlement terms, as reconciliation checks them (amounts in minor units)."""
+
+    amount_tolerance: int = 0  # settled vs payment amount: the larger of this and the bps
+    amount_tolerance_bps: int = 0
+    fee_bps: int | None = None  # the PSP's expected fee (None: not checked)
+    fee_fixed: int = 0
+    fee_tolerance: int = 0
+    reserve_bps: int = 0  # withheld from each payment when the file has no reserve
+    reserve_days: int = 0  # a reserve is due for release this many days after settlement
+    settlement_days: int = 2  # T+N: settled at most N days after the payment
+
+
+def settlement_terms(provider: str) -> SettlementTerms:
+    """The settlement terms in force for ``provider`` (the defaults when none are set)."""
+    return RULES.settlement.get(provider) or SettlementTerms()
 
 
 RULES = Rules()
@@ -113,6 +140,11 @@ class DepositView:
     provider_id: str
     hold_reason: str
     replayed: bool = False
+    wallet_currency: str = ""  # the wallet credited (the paid currency unless converted)
+    wallet_amount: int = 0  # credited to it before our deposit fee (converted, after FX fee)
+    fx_rate: Decimal | None = None  # paid → wallet currency, fixed at confirmation
+    fx_rate_day: str | None = None
+    fx_fee: int = 0  # in the wallet currency
 
 
 @dataclass(frozen=True)
@@ -131,10 +163,16 @@ class WithdrawalView:
     requested_by: str
     approved_by: str
     replayed: bool = False
+    wallet_currency: str = ""  # the wallet debited (amount/currency: what is paid out)
+    wallet_amount: int = 0
+    fx_rate: Decimal | None = None  # wallet → payout currency, fixed at request time
+    fx_rate_day: str | None = None
+    fx_fee: int = 0  # in the payout currency
 
 
 def deposit_view(d: Deposit, *, replayed: bool = False) -> DepositView:
     """The view of a deposit row."""
+    wallet: tuple[str, int, Decimal | None, str | None, int] = (*wallet_side(d), *_fx_view(d))
     return DepositView(
         d.id,
         d.reference,
@@ -148,11 +186,13 @@ def deposit_view(d: Deposit, *, replayed: bool = False) -> DepositView:
         d.provider_id,
         d.hold_reason,
         replayed,
+        *wallet,
     )
 
 
 def withdrawal_view(w: Withdrawal, *, replayed: bool = False) -> WithdrawalView:
     """The view of a withdrawal row."""
+    wallet: tuple[str, int, Decimal | None, str | None, int] = (*wallet_side(w), *_fx_view(w))
     return WithdrawalView(
         w.id,
         w.reference,
@@ -166,7 +206,38 @@ def withdrawal_view(w: Withdrawal, *, replayed: bool = False) -> WithdrawalView:
         w.requested_by,
         w.approved_by,
         replayed,
+        *wallet,
     )
+
+
+def converts(p: Deposit | Withdrawal) -> bool:
+    """Whether the payment's wallet currency differs from the provider's currency."""
+    return bool(p.wallet_currency) and p.wallet_currency != p.currency
+
+
+def wallet_side(p: Deposit | Withdrawal) -> tuple[str, int]:
+    """The wallet currency and amount a payment moves (its own unless converted; a converting
+    deposit's amount is known once confirmed)."""
+    if converts(p):
+        return p.wallet_currency, p.wallet_amount
+    return p.currency, p.amount
+
+
+def _fx_view(p: Deposit | Withdrawal) -> tuple[Decimal | None, str | None, int]:
+    if not p.fx.get("rate"):
+        return None, None, 0
+    return Decimal(p.fx["rate"]), p.fx.get("rate_day"), int(p.fx.get("fee", 0))
+
+
+def _quote(sell: str, buy: str, rates: RateProvider | None) -> dict[str, Any]:
+    """The rate (from the rates port) and FX fee to record for a conversion."""
+    quote = (rates or rate_provider()).rate(sell, buy)
+    return {
+        "rate": str(quote.rate),
+        "rate_day": quote.day.isoformat() if quote.day else None,
+        "fee_bps": rules().fx_fee_bps,
+        "pair": f"{sell}/{buy}",
+    }
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -232,7 +303,14 @@ def _step(
     )
 
 
-def _opened(kind: str, payment: Deposit | Withdrawal, *, actor: str, reason: str) -> None:
+def _opened(
+    kind: str,
+    payment: Deposit | Withdrawal,
+    *,
+    actor: str,
+    reason: str,
+    data: dict[str, Any] | None = None,
+) -> None:
     PaymentEvent.objects.create(
         payment_type=kind,
         payment_id=payment.id,
@@ -240,7 +318,7 @@ def _opened(kind: str, payment: Deposit | Withdrawal, *, actor: str, reason: str
         to_status=payment.status,
         actor=actor,
         reason=reason,
-        data={"amount": payment.amount, "currency": payment.currency},
+        data={"amount": payment.amount, "currency": payment.currency, **(data or {})},
         occurred_at=payment.created_at,
     )
     audit.record(
@@ -260,7 +338,8 @@ def clearing_account(provider: str, currency: str) -> UUID:
     return ledger.system_account("psp_clearing", currency, qualifier=provider).id
 
 
-def _open_exception(kind: str, reference: str, detail: str, **data: Any) -> None:
+def open_exception(kind: str, reference: str, detail: str, **data: Any) -> None:
+    """Put an exception (not tied to a reconciliation run) in the queue."""
     now = clock.now()
     ReconciliationException.objects.create(
         kind=kind,
@@ -310,21 +389,27 @@ def create_deposit_intent(
     provider: str = "sandbox",
     method_token: str = "",
     method_kind: str = "card",
+    wallet_currency: str | None = None,
 ) -> DepositView:
     """Open a deposit intent (checked with the ``deposit`` policy) and create it at the PSP.
 
+    ``amount``/``currency`` are what the client pays at the PSP; ``wallet_currency`` (default:
+    the same) is the wallet credited — paid in another currency, the confirmation converts
+    at the rate of that moment (``_confirm_converting``).
     The same ``request_id`` returns the first intent (``replayed=True``); with a different
     request it is a ``Conflict``. The client pays on ``pay_url``; the PSP's webhook confirms.
     """
     amount = _check_amount(amount)
     currency = get_currency(currency).code
+    wallet = get_currency(wallet_currency).code if wallet_currency else currency
+    wallet = "" if wallet == currency else wallet
     request_id = _check_key(request_id)
     actor = actor_label(by)
     client = get_client(client_id)
     connector = connectors.get(provider)
     existing = Deposit.objects.filter(request_key=request_id).first()
     if existing is not None:
-        replayed = _replayed_deposit(existing, client.id, amount, currency, provider)
+        replayed = _replayed_deposit(existing, client.id, amount, currency, provider, wallet)
         if existing.status == "initiated" and not existing.provider_id:
             # the first attempt stopped between our row and the PSP's answer: finish it
             return _create_at_provider(existing, connector, actor)
@@ -335,11 +420,14 @@ def create_deposit_intent(
     if not decision.allowed:
         field = "amount" if decision.limit_remaining is not None else "client_id"
         raise PermissionDenied(decision.reason, code=decision.reason_code, field=field)
+    if wallet:  # a pair without a rate, or too small an amount, is refused now
+        quote = rate_provider().rate(currency, wallet)
+        fx_amounts(amount, currency, wallet, quote.rate, rules().fx_fee_bps)
     now = clock.now()
     with transaction.atomic():
         deposit = Deposit.objects.filter(request_key=request_id).first()
         if deposit is not None:  # a concurrent twin won
-            return _replayed_deposit(deposit, client.id, amount, currency, provider)
+            return _replayed_deposit(deposit, client.id, amount, currency, provider, wallet)
         method = _method(client.id, provider, method_kind, method_token)
         deposit = Deposit.objects.create(
             request_key=request_id,
@@ -349,12 +437,19 @@ def create_deposit_intent(
             method=method,
             amount=amount,
             currency=currency,
+            wallet_currency=wallet,
             status="initiated",
             created_by=actor,
             created_at=now,
             updated_at=now,
         )
-        _opened("deposit", deposit, actor=actor, reason="deposit intent")
+        _opened(
+            "deposit",
+            deposit,
+            actor=actor,
+            reason="deposit intent",
+            data={"wallet_currency": wallet} if wallet else None,
+        )
     return _create_at_provider(deposit, connector, actor)
 
 
@@ -401,9 +496,15 @@ def _create_at_provider(deposit: Deposit, connector: Any, actor: str) -> Deposit
 
 
 def _replayed_deposit(
-    d: Deposit, client_id: UUID, amount: int, currency: str, provider: str
+    d: Deposit, client_id: UUID, amount: int, currency: str, provider: str, wallet: str = ""
 ) -> DepositView:
-    if (d.client_id, d.amount, d.currency, d.provider) != (client_id, amount, currency, provider):
+    if (d.client_id, d.amount, d.currency, d.provider, d.wallet_currency) != (
+        client_id,
+        amount,
+        currency,
+        provider,
+        wallet,
+    ):
         raise Conflict(
             "This request id was used for a different deposit.",
             code="idempotency_conflict",
@@ -414,25 +515,38 @@ def _replayed_deposit(
 
 
 def _hold_reason(d: Deposit) -> str:
-    r = rules()
     earlier = Deposit.objects.filter(client_id=d.client_id, status__in=("confirmed", "held"))
+    recent = earlier.filter(confirmed_at__gte=clock.now() - rules().velocity_window).count()
+    return hold_reason_for(d, int(recent or earlier.exists()), recent)
+
+
+def hold_reason_for(d: Deposit, earlier: int, recent: int) -> str:
+    """Why ``d`` is held on confirmation ("" when available by rule), given the client's
+    ``earlier`` confirmed or held deposits and the ``recent`` ones in the velocity window."""
+    r = rules()
     if (
         r.first_deposit_review_above is not None
-        and not earlier.exists()
+        and not earlier
         and d.amount > r.first_deposit_review_above
     ):
         return f"first deposit above {r.first_deposit_review_above} minor units: review"
-    recent = earlier.filter(confirmed_at__gte=clock.now() - r.velocity_window).count()
     if recent >= r.velocity_max_count:
         return f"velocity: {recent} deposits within {r.velocity_window}"
     return ""
+
+
+def deposit_fee(amount: int) -> int:
+    """Our fee on a deposit of ``amount`` by the rules in force (never above the amount)."""
+    r = rules()
+    fee = -(-amount * r.deposit_fee_bps // 10_000) + r.deposit_fee_fixed if amount else 0
+    return min(fee, amount)
 
 
 def _confirm_deposit(d: Deposit, event: NormalizedEvent) -> str:
     if d.status in ("confirmed", "held", "reversed", "failed"):
         return f"already_{d.status}"
     if event.amount != d.amount or event.currency != d.currency:
-        _open_exception(
+        open_exception(
             "webhook_amount_mismatch",
             d.reference,
             f"The PSP confirmed {event.amount} {event.currency}; the intent was "
@@ -440,9 +554,9 @@ def _confirm_deposit(d: Deposit, event: NormalizedEvent) -> str:
             event_id=event.event_id,
         )
         return "amount_mismatch"
-    r = rules()
-    fee = -(-d.amount * r.deposit_fee_bps // 10_000) + r.deposit_fee_fixed if d.amount else 0
-    fee = min(fee, d.amount)
+    if converts(d):
+        return _confirm_converting(d, event)
+    fee = deposit_fee(d.amount)
     hold = _hold_reason(d)
     pending = ledger.wallet_account(d.client_id, d.currency, "pending").id
     meta = {"reference": d.reference, "provider": d.provider, "provider_id": event.provider_id}
@@ -475,7 +589,7 @@ def _confirm_deposit(d: Deposit, event: NormalizedEvent) -> str:
         )
     if not hold and d.amount - fee > 0:
         chain.append(
-            _release_request(d, d.amount - fee, reason="available by rule", pending=pending)
+            release_request(d, d.amount - fee, reason="available by rule", pending=pending)
         )
     results = ledger.post_linked(chain)
     d.credit_transfer_id = results[0].transfer_id
@@ -512,15 +626,139 @@ def _confirm_deposit(d: Deposit, event: NormalizedEvent) -> str:
     return "held" if hold else "confirmed"
 
 
-def _release_request(
-    d: Deposit, amount: int, *, reason: str, pending: UUID | None = None
+def confirm_deposit(d: Deposit, event: NormalizedEvent) -> str:
+    """Confirm the locked deposit ``d`` on the PSP's ``deposit.succeeded`` event (its inbox
+    row already claimed); return the outcome."""
+    return _confirm_deposit(d, event)
+
+
+def _confirm_converting(d: Deposit, event: NormalizedEvent) -> str:
+    """Confirm a deposit paid in another currency than its wallet's, as one linked chain:
+    PSP clearing → ``pending`` (paid currency); the explicit conversion (sell the paid amount
+    to the FX account, buy the wallet currency, FX fee to ``fee_income``); our deposit fee and
+    the release in the wallet currency. The rate is taken once, recorded on the deposit, and a
+    recorded rate is reused; the postings' keys make a replay post nothing."""
+    wallet = d.wallet_currency
+    if not d.fx.get("rate"):
+        d.fx = _quote(d.currency, wallet, None)
+    rate, fee_bps = Decimal(d.fx["rate"]), int(d.fx["fee_bps"])
+    gross, fx_fee = fx_amounts(d.amount, d.currency, wallet, rate, fee_bps)
+    credited = gross - fx_fee
+    fee = deposit_fee(credited)
+    hold = _hold_reason(d)
+    paid_pending = ledger.wallet_account(d.client_id, d.currency, "pending").id
+    pending = ledger.wallet_account(d.client_id, wallet, "pending").id
+    income = ledger.system_account("fee_income", wallet).id
+    meta = {"reference": d.reference, "provider": d.provider, "provider_id": event.provider_id}
+    fx_meta = {**meta, **d.fx}
+    why = f"deposit conversion at {d.fx['rate']} ({d.fx['rate_day'] or 'fixed'})"
+    key = f"deposit:{d.reference}"
+
+    def leg(name: str, kind: str, currency: str, debit: UUID, credit: UUID, amount: int) -> Any:
+        return ledger.TransferRequest(
+            f"{key}:{name}",
+            kind,
+            currency,
+            (ledger.debit(debit, amount), ledger.credit(credit, amount)),
+            metadata=fx_meta if name.startswith("fx") else meta,
+            actor=f"psp:{d.provider}" if name == "credit" else "system:payments",
+            reason=why if name.startswith("fx") else f"deposit {name}",
+        )
+
+    legs = [
+        (
+            "credit",
+            "deposit",
+            d.currency,
+            clearing_account(d.provider, d.currency),
+            paid_pending,
+            d.amount,
+        ),
+        (
+            "fx_sell",
+            "fx_sell",
+            d.currency,
+            paid_pending,
+            ledger.system_account("fx", d.currency).id,
+            d.amount,
+        ),
+        ("fx_buy", "fx_buy", wallet, ledger.system_account("fx", wallet).id, pending, gross),
+    ]
+    if fx_fee:
+        legs.append(("fx_fee", "fx_fee", wallet, pending, income, fx_fee))
+    if fee:
+        legs.append(("fee", "deposit_fee", wallet, pending, income, fee))
+    chain: list[ledger.Request] = [leg(*spec) for spec in legs]
+    names = [spec[0] for spec in legs]
+    if not hold and credited - fee > 0:
+        chain.append(release_request(d, credited - fee, reason="available by rule"))
+        names.append("release")
+    ids = {n: r.transfer_id for n, r in zip(names, ledger.post_linked(chain), strict=True)}
+    d.credit_transfer_id = ids["credit"]
+    d.fee_transfer_id = ids.get("fee")
+    d.release_transfer_id = ids.get("release")
+    d.fee = fee
+    d.psp_fee = event.fee
+    d.wallet_amount = credited
+    d.fx = {
+        **d.fx,
+        "gross": gross,
+        "fee": fx_fee,
+        "transfers": {n: str(ids[n]) for n in ("fx_sell", "fx_buy", "fx_fee") if n in ids},
+    }
+    d.provider_id = event.provider_id or d.provider_id
+    d.hold_reason = hold
+    d.confirmed_at = clock.now()
+    _step(
+        "deposit",
+        d,
+        "held" if hold else "confirmed",
+        actor=f"psp:{d.provider}",
+        reason=hold or "confirmed by the PSP",
+        table=states.DEPOSIT_TRANSITIONS,
+        data={
+            "event_id": event.event_id,
+            "fee": fee,
+            "psp_fee": event.fee,
+            "wallet_currency": wallet,
+            "credited": credited,
+            "fx_rate": d.fx["rate"],
+            "fx_rate_day": d.fx["rate_day"],
+            "fx_fee": fx_fee,
+        },
+    )
+    emit(
+        DepositConfirmed(
+            payment_id=d.id,
+            client_id=d.client_id,
+            reference=d.reference,
+            amount=credited,
+            currency=wallet,
+            actor=f"psp:{d.provider}",
+            available=not hold,
+            provider=d.provider,
+        )
+    )
+    return "held" if hold else "confirmed"
+
+
+def release_request(
+    d: Deposit,
+    amount: int,
+    *,
+    reason: str,
+    pending: UUID | None = None,
+    cash: UUID | None = None,
 ) -> ledger.TransferRequest:
-    pending = pending or ledger.wallet_account(d.client_id, d.currency, "pending").id
-    cash = ledger.wallet_account(d.client_id, d.currency, "cash").id
+    """The ledger request making ``amount`` of a deposit available (pending → cash, in the
+    wallet currency)."""
+    currency = wallet_side(d)[0]
+    pending = pending or ledger.wallet_account(d.client_id, currency, "pending").id
+    cash = cash or ledger.wallet_account(d.client_id, currency, "cash").id
     return ledger.TransferRequest(
         f"deposit:{d.reference}:release",
         "deposit_release",
-        d.currency,
+        currency,
         (ledger.debit(pending, amount), ledger.credit(cash, amount)),
         metadata={"reference": d.reference},
         actor="system:payments",
@@ -538,7 +776,8 @@ def release_deposit(deposit_id: UUID | str, *, by: Any, reason: str) -> DepositV
     with transaction.atomic():
         d = _locked_deposit(deposit_id)
         states.check(states.DEPOSIT_TRANSITIONS, "deposit", d.status, "confirmed")
-        result = ledger.post_transfer(_release_request(d, d.amount - d.fee, reason=reason))
+        credited = wallet_side(d)[1]
+        result = ledger.post_transfer(release_request(d, credited - d.fee, reason=reason))
         d.release_transfer_id = result.transfer_id
         _step(
             "deposit", d, "confirmed", actor=actor, reason=reason, table=states.DEPOSIT_TRANSITIONS
@@ -560,9 +799,14 @@ def reverse_deposit(deposit_id: UUID | str, *, by: Any, reason: str) -> DepositV
 
 def _reverse(d: Deposit, *, actor: str, reason: str) -> None:
     states.check(states.DEPOSIT_TRANSITIONS, "deposit", d.status, "reversed")
+    fx = d.fx.get("transfers", {})
     legs = [
         ("release", d.release_transfer_id),
         ("fee", d.fee_transfer_id),
+        *(
+            (name, UUID(fx[name]) if name in fx else None)
+            for name in ("fx_fee", "fx_buy", "fx_sell")
+        ),
         ("credit", d.credit_transfer_id),
     ]
     reversals: dict[str, str] = {}
@@ -582,13 +826,14 @@ def _reverse(d: Deposit, *, actor: str, reason: str) -> None:
         table=states.DEPOSIT_TRANSITIONS,
         data={"reversals": reversals},
     )
+    wallet_currency, wallet_amount = wallet_side(d)
     emit(
         DepositReversed(
             payment_id=d.id,
             client_id=d.client_id,
             reference=d.reference,
-            amount=d.amount,
-            currency=d.currency,
+            amount=wallet_amount,
+            currency=wallet_currency,
             actor=actor,
             reason=reason,
         )
@@ -625,7 +870,7 @@ def _chargeback(d: Deposit, event: NormalizedEvent) -> str:
     try:
         _reverse(d, actor=f"psp:{d.provider}", reason=f"chargeback {event.event_id}")
     except InsufficientFunds as exc:
-        _open_exception(
+        open_exception(
             "chargeback_unfunded",
             d.reference,
             f"Chargeback of {d.amount} {d.currency} could not be reversed from the wallet: "
@@ -644,16 +889,17 @@ def receive_webhook(provider: str, body: bytes, headers: Any) -> str:
 
     A delivery whose (provider, event id) is already in the inbox is a ``duplicate`` and
     changes nothing. The signature is checked before anything is read or written.
+    Concurrent webhooks are processed in batches (``payments.webhooks``).
     """
-    connector = connectors.get(provider)
-    event = connector.parse_webhook(body, headers)
-    return _receive(event)
+    from brokerdesk.payments import webhooks
+
+    return webhooks.receive_webhook(provider, body, headers)
 
 
-def _receive(event: NormalizedEvent) -> str:
-    """Record ``event`` in the inbox and process it, once."""
+def receive_one(event: NormalizedEvent) -> str:
+    """Record ``event`` in the inbox and process it, once, on its own."""
     with transaction.atomic():
-        inbox_id = _inbox_insert(event)
+        inbox_id = inbox_insert(event)
         if inbox_id is None:
             IDEMPOTENT_REPLAYS.labels(kind="psp_webhook").inc()
             return "duplicate"
@@ -662,7 +908,7 @@ def _receive(event: NormalizedEvent) -> str:
         return outcome
 
 
-def _inbox_insert(event: NormalizedEvent) -> UUID | None:
+def inbox_insert(event: NormalizedEvent) -> UUID | None:
     """INSERT … ON CONFLICT (provider, event_id) DO NOTHING; the new row's id or ``None``."""
     row_id = new_id()
     values = {
@@ -700,7 +946,7 @@ def _process(event: NormalizedEvent) -> str:
         )
         d = Deposit.objects.select_for_update().filter(provider=event.provider, **match).first()
         if d is None:
-            _open_exception(
+            open_exception(
                 "unmatched_webhook",
                 event.reference,
                 f"{event.provider} event {event.event_id} ({event.kind}) matches no deposit.",
@@ -719,7 +965,7 @@ def _process(event: NormalizedEvent) -> str:
             .first()
         )
         if w is None:
-            _open_exception(
+            open_exception(
                 "unmatched_webhook",
                 event.reference,
                 f"{event.provider} event {event.event_id} ({event.kind}) matches no withdrawal.",
@@ -786,7 +1032,7 @@ def import_bank_statement(text: str, *, by: Any = "system:bank-import") -> list[
             status="booked",
             raw={k: v for k, v in row.items() if k},
         )
-        outcomes.append((txid, _receive(event)))
+        outcomes.append((txid, receive_one(event)))
     return outcomes
 
 
@@ -801,21 +1047,30 @@ def request_withdrawal(
     method_id: UUID | str,
     request_id: str,
     by: Any,
+    payout_currency: str | None = None,
+    rates: RateProvider | None = None,
 ) -> WithdrawalView:
-    """Ask to withdraw: policy (``may``), method ownership and return-to-source, then
-    cash → locked. Approved at once up to the auto-approval threshold, else waits for a
-    second person. Refusals raise with the policy's readable reason."""
+    """Ask to withdraw: policy (``may``), no negative trading balance, method ownership and
+    return-to-source, then cash → locked. Approved at once up to the auto-approval threshold,
+    else waits for a second person. Refusals raise with the policy's readable reason.
+
+    ``amount``/``currency`` are the wallet's; to a method in ``payout_currency`` the payout
+    amount is fixed now (rate from the rates port, FX fee) and recorded; the conversion is
+    posted when the payout is paid, so a rejection or failure gives back the wallet amount.
+    """
     amount = _check_amount(amount)
     currency = get_currency(currency).code
+    payout = get_currency(payout_currency).code if payout_currency else currency
     request_id = _check_key(request_id)
     actor = actor_label(by)
     client = get_client(client_id)
     existing = Withdrawal.objects.filter(request_key=request_id).first()
     if existing is not None:
-        return _replayed_withdrawal(existing, client.id, amount, currency)
+        return _replayed_withdrawal(existing, client.id, amount, currency, payout)
     decision = may(client.id, "withdraw")
     if not decision.allowed:
         raise PermissionDenied(decision.reason, code=decision.reason_code, field="client_id")
+    check_trading_balance(client.id)
     method = PaymentMethod.objects.filter(pk=method_id).first() if method_id else None
     if method is None or method.client_id != client.id:
         raise PermissionDenied(
@@ -824,26 +1079,36 @@ def request_withdrawal(
             field="method_id",
         )
     if not Deposit.objects.filter(
-        client_id=client.id, method=method, currency=currency, status__in=("confirmed", "held")
+        client_id=client.id, method=method, currency=payout, status__in=("confirmed", "held")
     ).exists():
         raise ValidationError(
-            f"Return to source: withdraw to a method the client deposited {currency} with.",
+            f"Return to source: withdraw to a method the client deposited {payout} with.",
             code="not_return_to_source",
             field="method_id",
         )
+    fx: dict[str, Any] = {}
+    paid_out = amount
+    if payout != currency:
+        fx = _quote(currency, payout, rates)
+        gross, fx_fee = fx_amounts(amount, currency, payout, Decimal(fx["rate"]), fx["fee_bps"])
+        fx.update(gross=gross, fee=fx_fee)
+        paid_out = gross - fx_fee
     now = clock.now()
     with transaction.atomic():
         twin = Withdrawal.objects.filter(request_key=request_id).first()
         if twin is not None:
-            return _replayed_withdrawal(twin, client.id, amount, currency)
+            return _replayed_withdrawal(twin, client.id, amount, currency, payout)
         w = Withdrawal.objects.create(
             request_key=request_id,
             reference=f"wd_{new_id().hex}",
             client_id=client.id,
             provider=method.provider,
             method=method,
-            amount=amount,
-            currency=currency,
+            amount=paid_out,
+            currency=payout,
+            wallet_currency=currency if fx else "",
+            wallet_amount=amount if fx else 0,
+            fx=fx,
             status="requested",
             requested_by=actor,
             created_at=now,
@@ -862,7 +1127,13 @@ def request_withdrawal(
         )
         w.lock_transfer_id = result.transfer_id
         w.save(update_fields=["lock_transfer_id"])
-        _opened("withdrawal", w, actor=actor, reason="withdrawal requested")
+        _opened(
+            "withdrawal",
+            w,
+            actor=actor,
+            reason="withdrawal requested",
+            data={"wallet_currency": currency, "wallet_amount": amount, "fx": fx} if fx else None,
+        )
         emit(WithdrawalRequested(**_payload(w, actor)))
         if amount <= rules().auto_approve_up_to:
             _approve(w, actor="system:auto-approval", reason="under the auto-approval threshold")
@@ -878,21 +1149,40 @@ def request_withdrawal(
         return withdrawal_view(w)
 
 
+def check_trading_balance(client_id: UUID) -> None:
+    """Refuse a withdrawal while one of the client's live trading accounts shows a negative
+    balance or equity (the trading module's read model, ``trading.queries``)."""
+    from brokerdesk.trading.queries import accounts_of
+
+    for account in accounts_of(client_id):
+        if account.is_live and (account.balance < 0 or account.equity < 0):
+            raise PermissionDenied(
+                _(
+                    "Withdrawals are paused while trading account %(login)s has a negative "
+                    "balance or equity (rule: negative trading balance)."
+                )
+                % {"login": account.login},
+                code="negative_trading_balance",
+                field="client_id",
+            )
+
+
 def _payload(w: Withdrawal, actor: str) -> dict[str, Any]:
+    currency, amount = wallet_side(w)
     return {
         "payment_id": w.id,
         "client_id": w.client_id,
         "reference": w.reference,
-        "amount": w.amount,
-        "currency": w.currency,
+        "amount": amount,
+        "currency": currency,
         "actor": actor,
     }
 
 
 def _replayed_withdrawal(
-    w: Withdrawal, client_id: UUID, amount: int, currency: str
+    w: Withdrawal, client_id: UUID, amount: int, currency: str, payout: str
 ) -> WithdrawalView:
-    if (w.client_id, w.amount, w.currency) != (client_id, amount, currency):
+    if (w.client_id, *wallet_side(w), w.currency) != (client_id, currency, amount, payout):
         raise Conflict(
             "This request id was used for a different withdrawal.",
             code="idempotency_conflict",
@@ -996,12 +1286,13 @@ def route_withdrawal(
 
 
 def _unlock(w: Withdrawal, name: str, *, actor: str, reason: str) -> None:
+    currency, amount = wallet_side(w)  # the wallet amount exactly: no FX was posted
     result = ledger.transfer(
         f"withdrawal:{w.reference}:{name}",
-        debit_account=ledger.wallet_account(w.client_id, w.currency, "locked").id,
-        credit_account=ledger.wallet_account(w.client_id, w.currency, "cash").id,
-        amount=w.amount,
-        currency=w.currency,
+        debit_account=ledger.wallet_account(w.client_id, currency, "locked").id,
+        credit_account=ledger.wallet_account(w.client_id, currency, "cash").id,
+        amount=amount,
+        currency=currency,
         kind="withdrawal_release",
         metadata={"reference": w.reference},
         actor=actor,
@@ -1063,6 +1354,73 @@ def _payout_destination(w: Withdrawal, *, refund: bool) -> str:
     return source
 
 
+def _converted_payout(
+    w: Withdrawal, target: str, event: NormalizedEvent, clearing: UUID, actor: str
+) -> None:
+    """Paid: one linked chain — the wallet amount from ``locked`` sold to the FX account, the
+    payout amount bought into the PSP clearing account (key ``withdrawal:<ref>:paid``, as
+    the settlement file is reconciled) and the FX fee to ``fee_income``, at the rate fixed at
+    request time. Returned after payment: those postings reversed (compensating, linked; the
+    clearing leg as ``withdrawal:<ref>:return``) and ``locked`` → ``cash``: the client gets the
+    wallet amount back exactly and the house carries any FX move since."""
+    key = f"withdrawal:{w.reference}"
+    wallet, amount = wallet_side(w)
+    locked = ledger.wallet_account(w.client_id, wallet, "locked").id
+    if target == "returned":
+        names = {"paid": "return", "fx_fee": "return:fx_fee", "fx_sell": "return:fx_sell"}
+        done = w.fx.get("transfers", {})
+        for name, suffix in names.items():
+            transfer_id = w.settle_transfer_id if name == "paid" else done.get(name)
+            if transfer_id:
+                result = ledger.reverse(
+                    UUID(str(transfer_id)), f"{key}:{suffix}", reason="payout returned", actor=actor
+                )
+                if name == "paid":
+                    w.return_transfer_id = result.transfer_id
+        ledger.transfer(
+            f"{key}:return:unlock",
+            debit_account=locked,
+            credit_account=ledger.wallet_account(w.client_id, wallet, "cash").id,
+            amount=amount,
+            currency=wallet,
+            kind="withdrawal_return",
+            metadata={"reference": w.reference},
+            actor=actor,
+            reason="payout returned",
+        )
+        return
+    fx_fee = int(w.fx.get("fee", 0))
+    fx_out = ledger.system_account("fx", w.currency).id
+    meta = {"reference": w.reference, "provider_id": event.provider_id, **w.fx}
+    why = f"payout conversion at {w.fx['rate']} ({w.fx['rate_day'] or 'fixed'})"
+    specs = [
+        ("fx_sell", "fx_sell", wallet, locked, ledger.system_account("fx", wallet).id, amount),
+        ("paid", "withdrawal", w.currency, fx_out, clearing, w.amount),
+    ]
+    if fx_fee:
+        income = ledger.system_account("fee_income", w.currency).id
+        specs.append(("fx_fee", "fx_fee", w.currency, fx_out, income, fx_fee))
+    results = ledger.post_linked(
+        [
+            ledger.TransferRequest(
+                f"{key}:{name}",
+                kind,
+                currency,
+                (ledger.debit(debit, value), ledger.credit(credit, value)),
+                metadata=meta,
+                actor=actor,
+                reason=why if name != "paid" else "paid out by the PSP",
+            )
+            for name, kind, currency, debit, credit, value in specs
+        ]
+    )
+    ids = {spec[0]: r.transfer_id for spec, r in zip(specs, results, strict=True)}
+    w.settle_transfer_id = ids["paid"]
+    w.psp_fee = event.fee
+    w.provider_id = w.provider_id or event.provider_id
+    w.fx = {**w.fx, "transfers": {n: str(ids[n]) for n in ("fx_sell", "fx_fee") if n in ids}}
+
+
 def _payout_event(w: Withdrawal, event: NormalizedEvent) -> str:
     actor = f"psp:{w.provider}"
     target = {"payout.paid": "paid", "payout.failed": "failed", "payout.returned": "returned"}[
@@ -1073,7 +1431,7 @@ def _payout_event(w: Withdrawal, event: NormalizedEvent) -> str:
     if target not in states.WITHDRAWAL_TRANSITIONS[w.status]:
         return f"ignored_{w.status}"
     if (event.amount, event.currency) != (w.amount, w.currency):
-        _open_exception(
+        open_exception(
             "webhook_amount_mismatch",
             w.reference,
             f"The PSP reported {event.amount} {event.currency} for a payout of "
@@ -1082,8 +1440,9 @@ def _payout_event(w: Withdrawal, event: NormalizedEvent) -> str:
         )
         return "amount_mismatch"
     clearing = clearing_account(w.provider, w.currency)
-    cash = ledger.wallet_account(w.client_id, w.currency, "cash").id
-    if target == "paid":
+    if converts(w) and target in ("paid", "returned"):
+        _converted_payout(w, target, event, clearing, actor)
+    elif target == "paid":
         result = ledger.transfer(
             f"withdrawal:{w.reference}:paid",
             debit_account=ledger.wallet_account(w.client_id, w.currency, "locked").id,
@@ -1104,7 +1463,7 @@ def _payout_event(w: Withdrawal, event: NormalizedEvent) -> str:
         result = ledger.transfer(
             f"withdrawal:{w.reference}:return",
             debit_account=clearing,
-            credit_account=cash,
+            credit_account=ledger.wallet_account(w.client_id, w.currency, "cash").id,
             amount=w.amount,
             currency=w.currency,
             kind="withdrawal_return",

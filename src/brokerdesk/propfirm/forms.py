@@ -122,6 +122,7 @@ class PhaseForm(forms.Form):
     time_limit_days = forms.IntegerField(
         label=_("Time limit (days)"), required=False, min_value=1, max_value=3650
     )
+    # Not a format string ("% o" would read as one): xgettext:no-python-format
     consistency = _percent_field(_("Best day at most (% of profit)"))
 
     def phase(self) -> dict[str, Any] | None:

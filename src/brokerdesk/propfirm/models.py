@@ -9,6 +9,8 @@
 * ``PhaseDeal`` / ``PhaseDay``: the evaluation's inputs, keyed so that a re-delivered event
   changes nothing — closed deals unique per (account, ticket); per server day the realised
   P/L (a sum over the deal rows), and the lowest and highest equity readings (min/max).
+* ``PhaseDealCorrection``: a dealer correction of a phase deal, with the re-evaluation's
+  outcome and, when it contradicts a decision, the staff review flag.
 * ``Payout``: a profit split of a funded account: the trader's share to the wallet, the
   firm's share recorded.
 
@@ -151,13 +153,20 @@ class PhaseAccount(models.Model):
 
 
 class PhaseDeal(models.Model):
-    """A closed deal of a phase account (realised P/L), stored once per ticket."""
+    """A closed deal of a phase account (realised P/L), stored once per ticket.
+
+    A dealer correction rewrites ``pnl`` and ``version_msc`` (newest wins); a deleted deal (or
+    one no longer a closing trade) stays as a row with ``deleted`` set and P/L 0, so a late
+    ``trading.deal_closed`` of it is still a duplicate.
+    """
 
     account = models.ForeignKey(PhaseAccount, on_delete=models.PROTECT, related_name="deals")
     deal = models.BigIntegerField()
     time_msc = models.BigIntegerField()
     day = models.DateField()
     pnl = models.BigIntegerField()
+    version_msc = models.BigIntegerField(default=0)  # 0: as trading.deal_closed reported it
+    deleted = models.BooleanField(default=False)
 
     class Meta:
         db_table = "propfirm_phase_deal"
@@ -188,6 +197,43 @@ class PhaseDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.pnl}"
+
+
+class PhaseDealCorrection(models.Model):
+    """A dealer correction of a challenge login's deal and what the re-evaluation made of it.
+
+    One row per (account, deal, version): a redelivered correction changes nothing. ``review``
+    marks a correction that contradicts a decision already taken (a breach the corrected
+    figures no longer show, a pass they no longer support) or that failed the phase: staff
+    look at it; nothing is undone automatically.
+    """
+
+    account = models.ForeignKey(PhaseAccount, on_delete=models.PROTECT, related_name="corrections")
+    deal = models.BigIntegerField()
+    version_msc = models.BigIntegerField()
+    change = models.CharField(max_length=10)  # update | delete
+    pnl_before = models.BigIntegerField(null=True, blank=True)  # None: not counted before
+    pnl_after = models.BigIntegerField(null=True, blank=True)  # None: no longer counted
+    status = models.CharField(max_length=16)  # the phase's status when it was applied
+    outcome = models.CharField(max_length=32)
+    verdict = models.JSONField(default=dict, blank=True)  # the corrected verdict
+    review = models.BooleanField(default=False)
+    reviewed_by = models.CharField(max_length=200, blank=True, default="")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True, default="")
+    at = models.DateTimeField()
+
+    class Meta:
+        db_table = "propfirm_deal_correction"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "deal", "version_msc"], name="propfirm_correction_once"
+            )
+        ]
+        indexes = [models.Index(fields=["review", "at"], name="propfirm_correction_review")]
+
+    def __str__(self) -> str:
+        return f"#{self.deal} v{self.version_msc} {self.outcome}"
 
 
 class PayoutState(models.TextChoices):

@@ -455,3 +455,62 @@ def payouts_of(client_id: UUID | str) -> list[PayoutView]:
         )
         for p in rows
     ]
+
+
+@dataclass(frozen=True)
+class CorrectionView:
+    """A dealer correction of a challenge deal and what the re-evaluation made of it."""
+
+    id: int
+    challenge_id: UUID
+    account_id: UUID
+    phase: str
+    server: str
+    login: int | None
+    deal: int
+    version_msc: int
+    change: str
+    pnl_before: int | None
+    pnl_after: int | None
+    status: str
+    outcome: str
+    verdict: dict[str, Any]
+    review: bool
+    reviewed_by: str
+    reviewed_at: datetime | None
+    review_note: str
+    at: datetime
+
+
+def corrections(*, to_review: bool = False, limit: int = 200) -> list[CorrectionView]:
+    """Dealer corrections of challenge deals, newest first; ``to_review``: only those flagged
+    for staff and not yet resolved (``services.resolve_correction_review``)."""
+    from brokerdesk.propfirm.models import PhaseDealCorrection
+
+    rows = PhaseDealCorrection.objects.select_related("account").order_by("-at", "-pk")
+    if to_review:
+        rows = rows.filter(review=True, reviewed_at__isnull=True)
+    return [
+        CorrectionView(
+            id=r.pk,
+            challenge_id=r.account.challenge_id,
+            account_id=r.account_id,
+            phase=r.account.phase_name,
+            server=r.account.server,
+            login=r.account.login,
+            deal=r.deal,
+            version_msc=r.version_msc,
+            change=r.change,
+            pnl_before=r.pnl_before,
+            pnl_after=r.pnl_after,
+            status=r.status,
+            outcome=r.outcome,
+            verdict=dict(r.verdict),
+            review=r.review,
+            reviewed_by=r.reviewed_by,
+            reviewed_at=r.reviewed_at,
+            review_note=r.review_note,
+            at=r.at,
+        )
+        for r in rows[:limit]
+    ]

@@ -62,6 +62,7 @@ from brokerdesk.propfirm.models import (
     PhaseAccount,
     PhaseDay,
     PhaseDeal,
+    PhaseDealCorrection,
     PhaseStatus,
     Product,
 )
@@ -604,7 +605,7 @@ def _store_deals(account: PhaseAccount, deals: list[Mapping[str, Any]]) -> int:
     PhaseDeal.objects.bulk_create(rows.values(), ignore_conflicts=True)
     days = {row.day for row in rows.values()}
     totals = (
-        PhaseDeal.objects.filter(account=account, day__in=days)
+        PhaseDeal.objects.filter(account=account, day__in=days, deleted=False)
         .values("day")
         .annotate(pnl=Sum("pnl"), trades=Count("deal"))
     )
@@ -881,6 +882,197 @@ def poll_equity(limit: int = 500) -> int:
         read += record_equity(server, login, equity=state.equity, balance=state.balance,
                               at_msc=at)  # fmt: skip
     return read
+
+
+# --- dealer corrections ----------------------------------------------------------------------
+
+#: Outcomes of a correction (``PhaseDealCorrection.outcome``).
+CORRECTION_OUTCOMES = (
+    "stale",  # not stored: never here
+    "evaluated",  # active phase, re-evaluated, still running
+    "failed_on_correction",  # active phase failed on the corrected figures (review)
+    "passed_on_correction",  # active phase passed on the corrected figures
+    "decision_confirmed",  # decided phase: the corrected figures lead to the same outcome
+    "breach_not_confirmed",  # failed phase: the corrected figures show no breach (review)
+    "pass_not_confirmed",  # passed phase: the corrected figures do not pass (review)
+    "recorded",  # decided by staff, or still opening: recorded only
+)
+
+
+def _closing_pnl(state: Mapping[str, Any] | None) -> int | None:
+    """The realised P/L of a deal state, or None when it is not a closing trade deal."""
+    from brokerdesk.trading.platform.port import DealAction, DealEntry
+
+    if not state:
+        return None
+    closing = (DealEntry.ENTRY_OUT, DealEntry.ENTRY_INOUT, DealEntry.ENTRY_OUT_BY)
+    trade = (DealAction.DEAL_BUY, DealAction.DEAL_SELL)
+    if int(state.get("entry", -1)) not in closing or int(state.get("action", -1)) not in trade:
+        return None
+    return deal_pnl(state)
+
+
+def record_deal_corrections(corrections: Sequence[Mapping[str, Any]]) -> int:
+    """Apply ``trading.deal_corrected`` payloads of challenge logins, in order; returns how
+    many changed something. Other logins' corrections are ignored."""
+    return sum(apply_deal_correction(c) for c in corrections)
+
+
+def _day_totals(account: PhaseAccount, day: date) -> None:
+    """Recompute one day's realised P/L and trade count from its counted deal rows."""
+    total = PhaseDeal.objects.filter(account=account, day=day, deleted=False).aggregate(
+        pnl=Sum("pnl"), trades=Count("deal")
+    )
+    row, _ = PhaseDay.objects.get_or_create(account=account, day=day)
+    row.pnl, row.trades = int(total["pnl"] or 0), int(total["trades"] or 0)
+    row.save(update_fields=["pnl", "trades"])
+
+
+def _shift_readings(account: PhaseAccount, since_msc: int, until_msc: int, delta: int) -> None:
+    """Equity readings taken after the deal closed and before it was corrected did not include
+    the correction: move them by ``delta`` as if the deal had been right from the start.
+
+    Exact for whole days in between; on the deal's and the correction's own day only the
+    stored lowest and highest readings are moved when they fall in the interval.
+    """
+    if not delta:
+        return
+    for d in PhaseDay.objects.filter(account=account, day__gte=_msc_day(since_msc)):
+        changed = []
+        if d.min_equity is not None and since_msc <= d.min_equity_msc < until_msc:
+            d.min_equity += delta
+            changed.append("min_equity")
+        if d.max_equity is not None and since_msc <= d.max_equity_msc < until_msc:
+            d.max_equity += delta
+            changed.append("max_equity")
+        if changed:
+            d.save(update_fields=changed)
+    if since_msc <= account.last_reading_msc < until_msc and account.last_equity is not None:
+        account.last_equity += delta
+        if account.last_balance is not None:
+            account.last_balance += delta
+        PhaseAccount.objects.filter(pk=account.pk).update(
+            last_equity=account.last_equity, last_balance=account.last_balance
+        )
+
+
+def _judge_correction(account: PhaseAccount) -> tuple[str, bool, rulebook.Verdict]:
+    """Re-evaluate a locked account on its corrected facts: (outcome, review, verdict).
+
+    An active phase is evaluated as on any new fact (a breach fails it, a target met passes
+    it). A decided phase is never reopened or revoked: the corrected verdict at the time of
+    the decision is compared with it and a difference is flagged for staff.
+    """
+    if account.status == PhaseStatus.ACTIVE:
+        verdict = _evaluate_locked(account)
+        if verdict.outcome == "breach":
+            return "failed_on_correction", True, verdict
+        if verdict.outcome == "pass":
+            return "passed_on_correction", False, verdict
+        return "evaluated", False, verdict
+    decided = account.status in (PhaseStatus.FAILED, PhaseStatus.PASSED)
+    if not decided or account.rule == "manual":
+        return "recorded", False, rulebook.Verdict("none")
+    challenge = Challenge.objects.select_related("product").get(pk=account.challenge_id)
+    phase = _phase_rules(challenge.product)[account.phase_index]
+    verdict = rulebook.evaluate(
+        phase, account.account_size, day_facts(account), now=account.ended_at or clock.now(),
+        deadline=account.deadline,
+    )  # fmt: skip
+    if account.status == PhaseStatus.FAILED and verdict.outcome != "breach":
+        return "breach_not_confirmed", True, verdict
+    if account.status == PhaseStatus.PASSED and verdict.outcome != "pass":
+        return "pass_not_confirmed", True, verdict
+    return "decision_confirmed", False, verdict
+
+
+def apply_deal_correction(payload: Mapping[str, Any]) -> int:
+    """Apply one ``trading.deal_corrected`` to a challenge login's deal; 1 when it changed
+    something. Idempotent per (server, deal, version_msc); newest version wins, a delete is
+    final. A deal never stored is stored in its corrected state when the phase is still
+    running (so its late ``deal_closed`` is a duplicate), else ignored."""
+    server, login = str(payload["server"]), int(payload["login"])
+    ticket, version = int(payload["deal"]), int(payload["version_msc"])
+    change = str(payload.get("change") or "update")
+    pnl_after = None if change == "delete" else _closing_pnl(payload.get("after"))
+    account_id = (
+        PhaseAccount.objects.filter(server=server, login=login).values_list("pk", flat=True).first()
+    )
+    if account_id is None:
+        return 0
+    with transaction.atomic():
+        account = PhaseAccount.objects.select_for_update().get(pk=account_id)
+        done = PhaseDealCorrection.objects.filter(account=account, deal=ticket)
+        if done.filter(Q(version_msc__gte=version) | Q(change="delete")).exists():
+            return 0  # a repeat, an older version, or after a delete
+        row = PhaseDeal.objects.filter(account=account, deal=ticket).first()
+        if row is not None and row.version_msc >= version:
+            return 0
+        if row is None:
+            state = payload.get("after") or payload.get("before") or {}
+            time_msc = int(state.get("time_msc") or 0)
+            deadline_msc = int(account.deadline.timestamp() * 1000) if account.deadline else None
+            running = account.status in (PhaseStatus.ACTIVE, PhaseStatus.OPENING)
+            if not running or not time_msc or (deadline_msc and time_msc > deadline_msc):
+                return 0  # never counted and never will be
+            if pnl_after is None and _closing_pnl(payload.get("before")) is None:
+                return 0  # not a closing trade deal, before or after
+            row = PhaseDeal(account=account, deal=ticket, time_msc=time_msc,
+                            day=_msc_day(time_msc), pnl=0, deleted=True)  # fmt: skip
+        pnl_before = None if row.deleted else row.pnl
+        row.pnl, row.deleted, row.version_msc = pnl_after or 0, pnl_after is None, version
+        row.save()
+        _day_totals(account, row.day)
+        delta = (pnl_after or 0) - (pnl_before or 0)
+        _shift_readings(account, row.time_msc, version, delta)
+        status = account.status
+        outcome, review, verdict = _judge_correction(account)
+        entry = PhaseDealCorrection.objects.create(
+            account=account, deal=ticket, version_msc=version, change=change,
+            pnl_before=pnl_before, pnl_after=pnl_after, status=status, outcome=outcome,
+            verdict={"outcome": verdict.outcome, "rule": verdict.rule,
+                     "figures": verdict.figures, "decided_rule": account.rule},
+            review=review, at=clock.now(),
+        )  # fmt: skip
+        audit.record(
+            actor="system:propfirm",
+            action="propfirm.deal_corrected",
+            object_type="propfirm_challenge",
+            object_id=str(account.challenge_id),
+            reason=outcome,
+            before={"deal": ticket, "pnl": pnl_before, "status": status},
+            after={"deal": ticket, "pnl": pnl_after, "version_msc": version, "change": change,
+                   "status": account.status, "review": review, "correction": str(entry.pk)},
+        )  # fmt: skip
+    return 1
+
+
+def resolve_correction_review(
+    correction_id: int | str, *, note: str, by: Any
+) -> PhaseDealCorrection:
+    """Staff (dealing) close a flagged correction with a note (what they did about it)."""
+    actor = _require_staff(by)
+    note = (note or "").strip()
+    if not note:
+        raise ValidationError("A note is required.", field="note")
+    with transaction.atomic():
+        entry = PhaseDealCorrection.objects.select_for_update().filter(pk=correction_id).first()
+        if entry is None:
+            raise NotFound("No such correction.", field="correction_id")
+        if not entry.review or entry.reviewed_at is not None:
+            raise IllegalTransition("This correction is not waiting for review.",
+                                    field="correction_id")  # fmt: skip
+        entry.reviewed_by, entry.reviewed_at, entry.review_note = actor, clock.now(), note
+        entry.save(update_fields=["reviewed_by", "reviewed_at", "review_note"])
+        audit.record(
+            actor=actor,
+            action="propfirm.correction_reviewed",
+            object_type="propfirm_challenge",
+            object_id=str(entry.account.challenge_id),
+            reason=note,
+            after={"correction": entry.pk, "outcome": entry.outcome},
+        )
+    return entry
 
 
 # --- payouts ---------------------------------------------------------------------------------

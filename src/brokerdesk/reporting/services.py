@@ -63,7 +63,7 @@ PROJECTED_TYPES: dict[str, frozenset[str]] = {
         {"deposit.confirmed", "deposit.reversed", "withdrawal.paid", "withdrawal.returned"}
     ),
     "trading": frozenset({"trading.account_opened", "trading.deal_closed"}),
-    "partners": frozenset({"commission.accrued"}),
+    "partners": frozenset({"commission.accrued", "commissions.accrued"}),
     "compliance": frozenset({"aml.alert_raised"}),
 }
 
@@ -236,6 +236,25 @@ def _commission(m: Message, facts: Facts) -> None:
     )
 
 
+def _commission_batch(m: Message, facts: Facts) -> None:
+    """A batch of accruals (``commissions.accrued``): its totals per IB, client, day and
+    currency, read from the partners module (the event names the batch, not each accrual)."""
+    from brokerdesk.partners.queries import batch_totals
+
+    for t in batch_totals(m.payload):
+        client = str(t.client_id) if t.client_id else ""
+        facts.rollups.append(
+            RollupFact(
+                f"commissions:{m.event_id}:{t.ib_id}:{client}:{t.day}:{t.currency}",
+                t.day,
+                t.currency.upper(),
+                client,
+                ib_id=str(t.ib_id),
+                figures={"ib_commission": t.amount},
+            )
+        )
+
+
 def _aml(m: Message, facts: Facts) -> None:
     p = m.payload
     facts.aml.append(
@@ -278,6 +297,8 @@ def parse(messages: Sequence[Message]) -> Facts:
             _deal(m, facts, refs)
         elif m.type == "commission.accrued":
             _commission(m, facts)
+        elif m.type == "commissions.accrued":
+            _commission_batch(m, facts)
         elif m.type == "aml.alert_raised":
             _aml(m, facts)
         at = _when(m.occurred_at, "occurred_at")

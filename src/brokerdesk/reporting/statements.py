@@ -6,16 +6,20 @@ figures come from the ledger's read side (``ledger.queries.statement``) for the 
 wallet in that currency: opening balance, every posted movement with its running balance, and
 the closing balance. No wallet yet means an empty statement with zero balances.
 
-The PDF uses the built-in Helvetica font and is written uncompressed, so its text (and every
-figure on it) can be searched in the file; characters outside Latin-1 print as "?".
+The PDF is set in DejaVu Sans when the system has it (Debian's fonts-dejavu-core; embedded,
+so Cyrillic, Greek, Latin Extended, Vietnamese names print as written), else in the built-in
+Helvetica, where characters outside Latin-1 print as "?". Scripts DejaVu does not cover (CJK)
+and right-to-left shaping need fonts and a shaper the statement does not load yet.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from uuid import UUID
 
 from django.utils.translation import gettext as _
@@ -129,28 +133,53 @@ def statement_csv(client_id: UUID | str, currency: str, start: date, end: date) 
     return out.getvalue()
 
 
+UNICODE_FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+_UNICODE_FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
+
+
 def _latin1(text: str) -> str:
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
+def _as_is(text: str) -> str:
+    return text
+
+
 class _StatementPDF(FPDF):
+    """A4 pages in the statement's font, with a page number at the foot of each."""
+
+    def __init__(self) -> None:
+        super().__init__(format="A4")
+        self.statement_font = "helvetica"
+        self.text_of: Callable[[str], str] = _latin1
+        fonts = {style: UNICODE_FONT_DIR / name for style, name in _UNICODE_FONT_FILES.items()}
+        if all(path.is_file() for path in fonts.values()):
+            for style, path in fonts.items():
+                self.add_font("dejavu", style, str(path))
+            self.statement_font, self.text_of = "dejavu", _as_is
+
+    def use(self, style: str = "", size: float = 10) -> None:
+        """Switch to the statement's font in ``style`` ("" or "B") and ``size``."""
+        self.set_font(self.statement_font, style, size)
+
     def footer(self) -> None:
         self.set_y(-12)
-        self.set_font("helvetica", size=8)
-        self.cell(0, 8, _latin1(_("Page %(page)s") % {"page": self.page_no()}), align="C")
+        self.use(size=8)
+        self.cell(0, 8, self.text_of(_("Page %(page)s") % {"page": self.page_no()}), align="C")
 
 
 def statement_pdf(client_id: UUID | str, currency: str, start: date, end: date) -> bytes:
-    """The statement as a PDF (A4, uncompressed text): header, balances, movements, totals."""
+    """The statement as a PDF (A4, uncompressed): header, balances, movements, totals."""
     s = wallet_statement(client_id, currency, start, end)
-    pdf = _StatementPDF(format="A4")
+    pdf = _StatementPDF()
+    show = pdf.text_of  # what the font can print of a text
     pdf.set_compression(False)
-    pdf.set_title(_latin1(_("Account statement")))
+    pdf.set_title(_("Account statement"))
     pdf.set_author("Brokerdesk")
     pdf.add_page()
-    pdf.set_font("helvetica", "B", 16)
-    pdf.cell(0, 10, _latin1(_("Account statement")), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("helvetica", size=10)
+    pdf.use("B", 16)
+    pdf.cell(0, 10, show(_("Account statement")), new_x="LMARGIN", new_y="NEXT")
+    pdf.use(size=10)
     for text in (
         _("Client: %(name)s") % {"name": s.client_name},
         _("Wallet currency: %(currency)s") % {"currency": s.currency},
@@ -159,15 +188,15 @@ def statement_pdf(client_id: UUID | str, currency: str, start: date, end: date) 
         _("Opening balance: %(amount)s %(currency)s")
         % {"amount": _amount(s.opening, s.currency), "currency": s.currency},
     ):
-        pdf.cell(0, 6, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, show(text), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     widths = (34, 30, 54, 24, 24, 24)
     headers = (_("Date"), _("Type"), _("Reference"), _("Debit"), _("Credit"), _("Balance"))
-    pdf.set_font("helvetica", "B", 9)
+    pdf.use("B", 9)
     for width, header in zip(widths, headers, strict=True):
-        pdf.cell(width, 7, _latin1(header), border="B", align="R" if width == 24 else "L")
+        pdf.cell(width, 7, show(header), border="B", align="R" if width == 24 else "L")
     pdf.ln()
-    pdf.set_font("helvetica", size=8)
+    pdf.use(size=8)
     for line in s.lines:
         cells = (
             line.at.strftime("%Y-%m-%d %H:%M"),
@@ -178,12 +207,12 @@ def statement_pdf(client_id: UUID | str, currency: str, start: date, end: date) 
             _amount(line.balance, s.currency),
         )
         for width, text in zip(widths, cells, strict=True):
-            pdf.cell(width, 6, _latin1(text), align="R" if width == 24 else "L")
+            pdf.cell(width, 6, show(text), align="R" if width == 24 else "L")
         pdf.ln()
     if not s.lines:
-        pdf.cell(0, 6, _latin1(_("No movements in this period.")), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, show(_("No movements in this period.")), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
-    pdf.set_font("helvetica", "B", 10)
+    pdf.use("B", 10)
     for text in (
         _("Money in: %(amount)s %(currency)s")
         % {"amount": _amount(s.credits, s.currency), "currency": s.currency},
@@ -192,5 +221,5 @@ def statement_pdf(client_id: UUID | str, currency: str, start: date, end: date) 
         _("Closing balance: %(amount)s %(currency)s")
         % {"amount": _amount(s.closing, s.currency), "currency": s.currency},
     ):
-        pdf.cell(0, 6, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, show(text), new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())

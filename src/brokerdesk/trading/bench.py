@@ -11,17 +11,20 @@ Each consumer process runs ``brokerdesk worker --no-relay --consumer trading.ing
 (``--workers N`` of them share one consumer group); ``brokerdesk relay`` moves the
 ``trading.deal_closed`` outbox rows to the bus in its own process. The simulator produces deals
 at ``--rate`` for ``--seconds``; then it stops and the benchmark waits for the pipeline to
-drain. Figures:
+drain. The simulator starts idle; production (``--rate``) is switched on once every process
+is up and the simulator's setup deals (its traders' first deposits) are stored. Figures:
 
-* ``deals_per_s``: deals stored per second over the steady part of the run (from the first
-  stored deal + 2 s to the end of production), sampled from the database;
+* ``deals_per_s``: deals stored per second over the steady part of the run (from 2 s after
+  production began to its end), from exact counts sampled every second in the database;
+* ``min_5s_per_s``: the slowest stretch of 5 s within that steady part;
 * ``produced_per_s``: what the simulator actually made per second (it makes less than
   ``--rate`` when its core is saturated);
-* ``end_to_end_per_s``: all deals / (last stored - first produced);
-* ``max_lag_s`` / ``mean_lag_s``: per deal, the time it was stored (``ingested_msc``) minus the
-  time the platform made it (``time_msc``);
-* ``lost``, ``duplicated``, ``checksum_match``: the stored deals against the simulator's own
-  deal log (count, and SHA-256 over ticket, login, volume and profit in ticket order);
+* ``end_to_end_per_s``: deals made / (last stored - production start);
+* ``max_lag_s`` / ``mean_lag_s``: over the deals made during production, the time a deal was
+  stored (``ingested_msc``) minus the time the platform made it (``time_msc``);
+* ``lost``, ``duplicated``, ``checksum_match``: the stored deals (setup deals included)
+  against the simulator's own deal log (count, and SHA-256 over ticket, login, volume and
+  profit in ticket order);
 * ``consumer_stage_deals_per_s``: afterwards, the consumer alone on ``--consumer-stage``
   queued deal messages (no simulator or bridge competing for the CPU).
 
@@ -196,8 +199,9 @@ class Pipeline:
         self._spawn(name, args, self.env())
 
     def start_relay(self) -> None:
-        """``brokerdesk relay``: the outbox (``trading.deal_closed``…) to the bus."""
-        self._spawn("relay", ["relay", "--batch-size", "5000"], self.env())
+        """``brokerdesk relay``: the outbox (``trading.deal_closed``…) to the bus, 500 events
+        per Redis stream entry (half the deals close: a firehose of its own)."""
+        self._spawn("relay", ["relay", "--batch-size", "5000", "--pack", "500"], self.env())
 
     def kill(self, name: str) -> None:
         """SIGKILL one process and reap it."""
@@ -271,15 +275,16 @@ class Pipeline:
             "checksum_match": log_sum == db_sum and rows == logged,
         }
 
-    def lag(self) -> tuple[float, float]:
-        """(max, mean) seconds between a deal's platform time and its storage."""
+    def lag(self, since_msc: int = 0) -> tuple[float, float]:
+        """(max, mean) seconds between a deal's platform time and its storage (deals made at
+        or after ``since_msc``)."""
         from django.db import connection
 
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT max(ingested_msc - time_msc), avg(ingested_msc - time_msc) "
-                "FROM trading_deal WHERE server = %s",
-                [self.server],
+                "FROM trading_deal WHERE server = %s AND time_msc >= %s",
+                [self.server, since_msc],
             )
             top, mean = cursor.fetchone()
         return (top or 0) / 1000, float(mean or 0) / 1000
@@ -293,38 +298,49 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     call_command("migrate", verbosity=0)
     faults = "duplicate=0.05,reorder=0.05" if args.faults else ""
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    pipe = Pipeline(workdir, rate=args.rate, traders=args.traders, faults=faults, seed=args.seed)
+    # The simulator starts idle (only its traders' initial deposits): production begins once
+    # every process is up and those deposits went all the way through, so process start-up
+    # is neither counted as throughput nor as lag.
+    pipe = Pipeline(workdir, rate=0, traders=args.traders, faults=faults, seed=args.seed)
     samples: list[tuple[float, int]] = []
     try:
         pipe.start_simulator()
-        t0 = time.monotonic()
         for i in range(args.workers):
             pipe.start_worker(relay=False, name=f"worker{i}")
         pipe.start_relay()
         pipe.start_bridge()
+        setup = int(pipe.control("stats")["deals"])
+        if not pipe.wait_stored(setup, timeout=180):
+            raise RuntimeError("the pipeline did not store the simulator's setup deals")
+        cpu_before = _cpu_by_stage(pipe)
+        start_msc = time.time_ns() // 1_000_000
+        pipe.control("set_rate", rate=args.rate)
+        t0 = time.monotonic()
         end = t0 + args.seconds
-        while time.monotonic() < end:
-            time.sleep(0.5)
+        while (now := time.monotonic()) < end:
+            time.sleep(min(1.0, end - now))
             samples.append((time.monotonic(), stored_count(pipe.server)))
         produced = pipe.stop_production()
         t_gen = time.monotonic()
         drained = pipe.wait_stored(produced, timeout=max(120.0, args.seconds * 3))
         t_done = time.monotonic()
+        cpu_after = _cpu_by_stage(pipe)
         figures = pipe.compare()
-        max_lag, mean_lag = pipe.lag()
+        max_lag, mean_lag = pipe.lag(since_msc=start_msc)
     finally:
         pipe.close()
         _drop_stream(pipe.server)
-    first = next((t for t, n in samples if n > 0), t0)
-    steady = [(t, n) for t, n in samples if t >= first + 2.0]
+    steady = [(t, n) for t, n in samples if t >= t0 + 2.0]  # past the ramp-up
     if len(steady) >= 2:
         deals_per_s = (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
     else:
-        deals_per_s = figures["stored"] / max(t_done - t0, 1e-9)
+        deals_per_s = (figures["stored"] - setup) / max(t_done - t0, 1e-9)
+    made = produced - setup
     return {
         "deals_per_s": round(deals_per_s),
-        "produced_per_s": round(produced / max(t_gen - t0, 1e-9)),
-        "end_to_end_per_s": round(figures["stored"] / max(t_done - t0, 1e-9)),
+        "min_5s_per_s": _slowest_window(steady, 5.0),
+        "produced_per_s": round(made / max(t_gen - t0, 1e-9)),
+        "end_to_end_per_s": round(made / max(t_done - t0, 1e-9)),
         "max_lag_s": round(max_lag, 3),
         "mean_lag_s": round(mean_lag, 3),
         "lost": figures["lost"],
@@ -332,7 +348,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "checksum_match": figures["checksum_match"],
         "drained": drained,
         "drain_s": round(t_done - t_gen, 2),
+        "cpu_us_per_deal": {
+            stage: round((cpu_after[stage] - cpu_before.get(stage, 0.0)) * 1e6 / max(made, 1), 1)
+            for stage in cpu_after
+        },
         "deals": figures["deals"],
+        "setup_deals": setup,
         "stored": figures["stored"],
         "seconds": args.seconds,
         "rate": args.rate,
@@ -346,6 +367,56 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_by_stage(pipe: Pipeline) -> dict[str, float]:
+    """CPU seconds used so far by each pipeline process, by the PostgreSQL backends serving
+    this database (other than ours) and by the Redis server (shared with anything else that
+    uses it), for ``cpu_us_per_deal``."""
+    from django.db import connection
+
+    cpu = {name.rstrip("0123456789"): 0.0 for name in pipe.processes}  # worker0, worker1… → worker
+    for name, proc in pipe.processes.items():
+        cpu[name.rstrip("0123456789")] += _cpu_seconds(proc.pid)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            cpu["postgres"] = sum(_cpu_seconds(int(pid)) for (pid,) in cursor.fetchall())
+    with contextlib.suppress(Exception):
+        from brokerdesk.core.bus.factory import get_bus
+
+        bus = get_bus(pipe.bus_url)
+        try:
+            client = getattr(bus, "client", None)
+            if client is not None:
+                cpu["redis"] = _cpu_seconds(int(client.info("server")["process_id"]))
+        finally:
+            bus.close()
+    return cpu
+
+
+def _slowest_window(samples: list[tuple[float, int]], width: float) -> int | None:
+    """The lowest storage rate over any stretch of at least ``width`` seconds of ``samples``
+    (each sample paired with the latest one ``width`` seconds before it)."""
+    rates = []
+    for i, (t, n) in enumerate(samples):
+        before = [(tj, nj) for tj, nj in samples[:i] if t - tj >= width]
+        if before:
+            tj, nj = before[-1]
+            rates.append((n - nj) / (t - tj))
+    return round(min(rates)) if rates else None
+
+
 def consumer_stage(deals: int, logins: int = 500) -> dict[str, Any]:
     """The consumer alone: ``deals`` synthetic deal messages (half of them closing) already on
     the bus, handled in-process by ``trading.ingest``'s runner (same batches, same transaction
@@ -354,6 +425,7 @@ def consumer_stage(deals: int, logins: int = 500) -> dict[str, Any]:
     from brokerdesk.core.consumers import ConsumerRunner, register, unregister
     from brokerdesk.trading.bridge import Bridge, MemoryCheckpointStore
     from brokerdesk.trading.consumers import INGEST_BATCH_SIZE, INGEST_MAX_WAIT_MS, ingest
+    from brokerdesk.trading.management.commands.bridge import BRIDGE_PACK
     from brokerdesk.trading.platform.port import (
         Deal,
         DealAction,
@@ -398,7 +470,7 @@ def consumer_stage(deals: int, logins: int = 500) -> dict[str, Any]:
         )
         for i in range(deals)
     ]
-    bus = get_bus()
+    bus = get_bus(pack=BRIDGE_PACK)  # entries as the bridge writes them
     name = f"bench.stage.{server}"
     spec = register(
         name,
@@ -406,6 +478,7 @@ def consumer_stage(deals: int, logins: int = 500) -> dict[str, Any]:
         ingest,
         batch_size=INGEST_BATCH_SIZE,
         max_wait_ms=INGEST_MAX_WAIT_MS,
+        keyed_writes=True,  # as trading.ingest
     )
     try:
         for i in range(0, len(messages), 5000):

@@ -12,6 +12,7 @@ Stream: ``platform.<server>``; message types ``platform.deal.add``, ``platform.p
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import random
@@ -32,11 +33,16 @@ from brokerdesk.trading.platform.port import (
     PlatformEvent,
     PlatformPort,
 )
+from brokerdesk.trading.resync import resync_after_catch_up
 
 log = logging.getLogger(__name__)
 
 Publisher = Callable[[list[Message]], None]
 EVENT_NAMESPACE = uuid.UUID("8f6b1c52-3d0e-4a7e-9a51-6f0f3c1d2b77")
+_NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
+
+
+_MESSAGE_TYPES = {kind: f"platform.{kind.value}" for kind in EventKind}
 
 
 def stream_name(server: str) -> str:
@@ -45,8 +51,14 @@ def stream_name(server: str) -> str:
 
 
 def deal_event_id(server: str, ticket: int) -> str:
-    """The same UUID every time a given deal is published (live or by catch-up)."""
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{server}:deal.add:{ticket}"))
+    """The same UUID every time a given deal is published (live or by catch-up): the UUIDv5
+    of ``server:deal.add:ticket``, computed without the ``uuid`` module's objects (hot path)."""
+    name = f"{server}:deal.add:{ticket}".encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest())  # noqa: S324 (RFC 4122)
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 # --- checkpoint ------------------------------------------------------------------------------
@@ -231,6 +243,7 @@ class Bridge:
     def _session(self, stop: threading.Event) -> None:
         self.connected.set()
         self.catch_up()
+        resync_after_catch_up(self)  # hook: positions and accounts (trading.resync)
         while not stop.is_set():
             batch, lost = self._next_batch()
             if batch:
@@ -310,7 +323,8 @@ class Bridge:
     def to_message(self, event: PlatformEvent, source: str) -> Message:
         """A platform event as a bus message on this server's stream."""
         data = event.data
-        payload = {"server": self.server, **(data.to_dict() if data is not None else {})}
+        payload = data.to_dict() if data is not None else {}  # a fresh dict: add to it
+        payload["server"] = self.server
         if isinstance(data, Deal) and event.kind == EventKind.DEAL_ADD:
             event_id = deal_event_id(self.server, data.deal)
             occurred = data.time_msc
@@ -321,7 +335,7 @@ class Bridge:
         return Message(
             event_id=event_id,
             stream=self.stream,
-            type=f"platform.{event.kind.value}",
+            type=_MESSAGE_TYPES[event.kind],
             payload=payload,
             occurred_at=datetime.fromtimestamp(occurred / 1000, tz=UTC).isoformat(),
             aggregate_id=str(login) if login is not None else "",

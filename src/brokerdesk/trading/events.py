@@ -66,6 +66,35 @@ class DealClosed(DomainEvent):
 
 
 @dataclass(frozen=True)
+class DealCorrected(DomainEvent):
+    """``trading.deal_corrected``: a dealer changed (``update``) or deleted (``delete``) a deal
+    on the platform after it was stored.
+
+    ``before`` is the deal as it was stored (and as ``trading.deal_closed`` reported it, if it
+    is a closing trade); ``after`` is its new state, or None when deleted. ``delta`` is
+    after - before of the money and volume fields plus the balance and credit change, minor
+    units. Emitted once per applied correction, in the transaction that applied it; a stale or
+    repeated correction emits nothing. Consumers that accrued on ``before`` (IB commissions,
+    bonus turnover, prop-firm P/L) reverse it and, when ``after`` is not None, accrue on it.
+    """
+
+    type: ClassVar[str] = "trading.deal_corrected"
+    stream: ClassVar[str] = "trading"
+
+    server: str
+    login: int
+    deal: int
+    change: str  # "update" | "delete"
+    version_msc: int  # platform time of the correction (orders corrections of one deal)
+    before: dict[str, Any]
+    after: dict[str, Any] | None
+    delta: dict[str, int]
+
+    def aggregate_id(self) -> str:
+        return f"{self.server}:{self.login}"
+
+
+@dataclass(frozen=True)
 class AccountOpened(DomainEvent):
     """``trading.account_opened``: a trading account (server, login) was linked to a client."""
 

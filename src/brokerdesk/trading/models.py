@@ -172,6 +172,46 @@ class AccountSummary(models.Model):
         return f"{self.server}:{self.login}"
 
 
+class TradingDealCorrection(models.Model):
+    """A dealer's corrections of one stored deal (MT5 ``DealUpdate`` / ``DealDelete``).
+
+    The deal's row in ``trading_deal`` always holds its newest state; this row keeps the
+    order (``version_msc``: the time of the newest correction applied, so an older one that
+    arrives late changes nothing), whether the deal was deleted on the platform (the row in
+    ``trading_deal`` stays, as history, and no longer counts) and every change, before and after.
+    Written only by :mod:`brokerdesk.trading.corrections`.
+    """
+
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    server = models.CharField(max_length=64)
+    deal = models.BigIntegerField()
+    login = models.BigIntegerField()
+    version_msc = models.BigIntegerField(default=0)
+    deleted = models.BooleanField(default=False)
+    revisions = models.IntegerField(default=0)
+    #: [{"change": "update"|"delete", "version_msc": …, "before": {…}|None, "after": {…}|None}]
+    history = models.JSONField(default=list)
+    updated_msc = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "trading_deal_correction"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server", "deal"], name="trading_deal_correction_server_deal"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["server", "login"],
+                condition=models.Q(deleted=True),
+                name="trading_deal_deleted",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server}#{self.deal} v{self.version_msc}"
+
+
 class TransferDirection(models.TextChoices):
     """Which way money goes."""
 

@@ -18,6 +18,7 @@ from brokerdesk.trading.models import (
     AccountSummary,
     TradingAccount,
     TradingDeal,
+    TradingDealCorrection,
     TradingTransfer,
 )
 from brokerdesk.trading.platform.port import DealAction, DealEntry
@@ -183,10 +184,13 @@ def deals_of(
         by_server.setdefault(server, []).append(login)
     deals: list[TradingDeal] = []
     for server, logins in by_server.items():
+        deleted = TradingDealCorrection.objects.filter(  # deleted on the platform by a dealer
+            server=server, login__in=logins, deleted=True
+        ).values("deal")
         deals.extend(
-            TradingDeal.objects.filter(server=server, login__in=logins).order_by("-time", "-deal")[
-                :limit
-            ]
+            TradingDeal.objects.filter(server=server, login__in=logins)
+            .exclude(deal__in=deleted)
+            .order_by("-time", "-deal")[:limit]
         )
     deals.sort(key=lambda d: (d.time, d.deal), reverse=True)
     return [_deal(d) for d in deals[:limit]]

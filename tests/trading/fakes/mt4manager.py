@@ -21,6 +21,7 @@ from brokerdesk.trading.platform.mt4_adapter import (
     RET_OK,
     RET_TRADE_NO_MONEY,
     TRANS_ADD,
+    TRANS_DELETE,
     TRANS_UPDATE,
     TT_BR_BALANCE,
 )
@@ -201,6 +202,15 @@ class Manager:
                 self.pump(
                     PUMP_UPDATE_TRADES,
                     TRANS_ADD if rec.cmd in (OP_BALANCE, OP_CREDIT) else TRANS_UPDATE,
+                    rec,
+                    None,
+                )
+        elif kind in ("deal.update", "deal.delete"):  # a dealer's correction
+            rec = self._trade_rec(data)
+            if rec is not None:
+                self.pump(
+                    PUMP_UPDATE_TRADES,
+                    TRANS_DELETE if kind == "deal.delete" else TRANS_UPDATE,
                     rec,
                     None,
                 )

@@ -110,7 +110,13 @@ class ManagerAPI:
 
     def __init__(self, data_path: str | None = None) -> None:
         self.engine: Engine | None = None
-        self.sinks: dict[str, list[Any]] = {"manager": [], "deal": [], "position": [], "user": []}
+        self.sinks: dict[str, list[Any]] = {
+            "manager": [],
+            "deal": [],
+            "position": [],
+            "user": [],
+            "account": [],
+        }
         self.calls: list[str] = []
 
     # sinks
@@ -134,8 +140,34 @@ class ManagerAPI:
     def UserSubscribe(self, sink: Any) -> bool:
         return self._add("user", sink, ("OnUserAdd", "OnUserUpdate", "OnUserDelete"))
 
+    def UserAccountSubscribe(self, sink: Any) -> bool:
+        return self._add(
+            "account",
+            sink,
+            (
+                "OnAccountMarginCallEnter",
+                "OnAccountMarginCallLeave",
+                "OnAccountStopOutEnter",
+                "OnAccountStopOutLeave",
+            ),
+        )
+
+    _ACCOUNT_CALLBACKS = {
+        "account.margin_call": "OnAccountMarginCallEnter",
+        "account.margin_call_leave": "OnAccountMarginCallLeave",
+        "account.stop_out": "OnAccountStopOutEnter",
+        "account.stop_out_leave": "OnAccountStopOutLeave",
+    }
+
     def _on_engine(self, kind: str, data: dict[str, Any]) -> None:
         family, _, what = kind.partition(".")
+        if family == "account":
+            callback = self._ACCOUNT_CALLBACKS.get(kind)
+            group = _Record({"Group": ""})
+            for sink in self.sinks["account"]:
+                if callback and hasattr(sink, callback):
+                    getattr(sink, callback)(MTAccount(dict(data)), group)
+            return
         if family not in ("deal", "position", "user"):
             return
         obj = {"deal": MTDeal, "position": MTPosition, "user": _Record}[family](dict(data))
@@ -217,6 +249,18 @@ class ManagerAPI:
 
         return bool(self._run("UserUpdate", update))
 
+    def UserAccountGet(self, login: int) -> Any:
+        """The pumped cache (here: the engine itself)."""
+        if self.engine is None or login not in self.engine.users:
+            return _fail(Retcode.MT_RET_ERR_NOTFOUND, "Not found")
+        return MTAccount(self.engine.account(login))
+
+    def UserAccountRequestByLogins(self, logins: list[int]) -> Any:
+        return self._run(
+            "UserAccountRequestByLogins",
+            lambda: [MTAccount(a) for a in self.engine.accounts_of(list(logins))],  # type: ignore[union-attr]
+        )
+
     def UserAccountRequest(self, login: int) -> Any:
         return self._run("UserAccountRequest", lambda: MTAccount(self.engine.account(login)))  # type: ignore[union-attr]
 
@@ -234,13 +278,45 @@ class ManagerAPI:
 
         return self._run("DealerBalance", balance)
 
-    def DealRequest(self, login: int, from_: datetime | int, to: datetime | int) -> Any:
+    def DealRequest(
+        self, login: int, from_: datetime | int | None = None, to: datetime | int | None = None
+    ) -> Any:
+        if from_ is None or to is None:  # DealRequest(ticket)
+            ticket = login
+
+            def one() -> MTDeal:
+                assert self.engine is not None
+                return MTDeal(self.engine.deal_at(self.engine._deal_index(ticket)))
+
+            return self._run("DealRequest", one)
         return self._run(
             "DealRequest",
             lambda: [
                 MTDeal(dict(d))
-                for d in self.engine.deals_of(login, _msc(from_), _msc(to))  # type: ignore[union-attr]
+                for d in self.engine.deals_of(login, _msc(from_), _msc(to))  # type: ignore[union-attr, arg-type]
             ],
+        )
+
+    def DealUpdate(self, deal: MTDeal) -> bool:
+        """A dealer's correction: the changed correctable fields of ``deal`` are written."""
+
+        def update() -> bool:
+            assert self.engine is not None
+            engine = self.engine
+            current = engine.deal_at(engine._deal_index(int(deal.Deal)))
+            changes = {
+                k: getattr(deal, k)
+                for k in engine.CORRECTABLE
+                if hasattr(deal, k) and getattr(deal, k) != current.get(k)
+            }
+            engine.deal_update(int(deal.Deal), **changes)
+            return True
+
+        return bool(self._run("DealUpdate", update))
+
+    def DealDelete(self, ticket: int) -> bool:
+        return bool(
+            self._run("DealDelete", lambda: self.engine.deal_delete(ticket) is not None)  # type: ignore[union-attr]
         )
 
     def DealRequestByGroup(self, group: str, from_: datetime | int, to: datetime | int) -> Any:
@@ -260,3 +336,13 @@ class ManagerAPI:
                 for p in self.engine.positions_of(login)  # type: ignore[union-attr]
             ],
         )
+
+    def PositionRequestByGroup(self, mask: str) -> Any:
+        return self._run(
+            "PositionRequestByGroup",
+            lambda: [MTPosition(p) for p in self.engine.all_positions()],  # type: ignore[union-attr]
+        )
+
+    def TimeServer(self) -> int:
+        """The server's time in seconds (computed on the client side)."""
+        return (self.engine.now_msc() if self.engine is not None else 0) // 1000

@@ -2,12 +2,20 @@
 
 Keys are ``{prefix}:{stream}``; the dead-letter stream of each is ``{prefix}:{stream}:dead``.
 ``publish`` pipelines one XADD per message (optionally trimmed to an approximate MAXLEN).
+With ``pack=N`` (N > 1) it writes up to N consecutive messages of a stream as ONE entry
+(fields ``n`` and ``pack``, :func:`~brokerdesk.core.bus.codec.encode_many`): far fewer
+entries, round trips and parses for a firehose such as the bridge's. Readers unpack any entry,
+packed or not, into one delivery per message; the messages of an entry share its delivery id,
+so they are acknowledged, claimed and dead-lettered together. A reader asks for
+``count // n`` entries, ``n`` being the largest pack seen on the stream (the newest entries
+are peeked once per stream), so a read still returns about ``count`` messages at most. Stream
+``depth`` counts entries.
+
 ``read`` first claims messages another consumer of the group left unacknowledged for longer
 than ``claim_idle_ms`` (XAUTOCLAIM), moving any delivered more than ``max_deliveries`` times
 to the dead-letter stream, then reads new ones (XREADGROUP ``>``). The claim scan resumes
 where the previous one stopped and restarts from the beginning at most four times per idle
-period. Groups are created on
-first read, from the start of the stream.
+period. Groups are created on first read, from the start of the stream.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from typing import Any
 import redis
 
 from brokerdesk.core.bus.base import Delivery, Message, StreamDepth
-from brokerdesk.core.bus.codec import decode, encode
+from brokerdesk.core.bus.codec import decode, decode_many, encode, encode_many
 
 
 class RedisStreamsBus:
@@ -32,6 +40,7 @@ class RedisStreamsBus:
         maxlen: int | None = None,
         claim_idle_ms: int = 30_000,
         max_deliveries: int = 10,
+        pack: int = 1,
         client: redis.Redis | None = None,
     ) -> None:
         self.client: redis.Redis = client or redis.Redis.from_url(url, decode_responses=True)
@@ -39,6 +48,9 @@ class RedisStreamsBus:
         self.maxlen = maxlen
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
+        self.pack = max(1, pack)
+        # per stream: the largest number of messages seen in one entry (see ``read``)
+        self._pack_seen: dict[str, int] = {}
         self._groups: set[tuple[str, str]] = set()
         # per (stream, group): where the next XAUTOCLAIM scan starts, and when it is due
         self._claim_state: dict[tuple[str, str], tuple[str, float]] = {}
@@ -53,18 +65,54 @@ class RedisStreamsBus:
         return f"{self.prefix}:{stream}:dead"
 
     def publish(self, messages: list[Message]) -> None:
-        """XADD every message in one pipelined round trip."""
+        """XADD every message (or every pack of ``pack`` messages) in one pipelined round trip."""
         if not messages:
             return
         pipe = self.client.pipeline(transaction=False)
-        for m in messages:
-            pipe.xadd(
-                self.key(m.stream),
-                {"event_id": m.event_id, "data": encode(m)},
-                maxlen=self.maxlen,
-                approximate=True,
-            )
+        if self.pack == 1:
+            for m in messages:
+                pipe.xadd(
+                    self.key(m.stream),
+                    {"event_id": m.event_id, "data": encode(m)},
+                    maxlen=self.maxlen,
+                    approximate=True,
+                )
+        else:
+            by_stream: dict[str, list[Message]] = {}
+            for m in messages:
+                by_stream.setdefault(m.stream, []).append(m)
+            for stream, group in by_stream.items():
+                for i in range(0, len(group), self.pack):
+                    chunk = group[i : i + self.pack]
+                    fields: dict[Any, Any] = (
+                        {"event_id": chunk[0].event_id, "data": encode(chunk[0])}
+                        if len(chunk) == 1
+                        else {"n": len(chunk), "pack": encode_many(chunk)}
+                    )
+                    pipe.xadd(self.key(stream), fields, maxlen=self.maxlen, approximate=True)
         pipe.execute()
+
+    @staticmethod
+    def _unpack(fields: dict[Any, Any]) -> list[Message]:
+        """The messages of one entry (packed or single)."""
+        if "pack" in fields:
+            return decode_many(fields["pack"])
+        return [decode(fields["data"])]
+
+    def _entries_for(self, stream: str, count: int) -> int:
+        """How many entries to ask for so that about ``count`` messages come back."""
+        seen = self._pack_seen.get(stream)
+        if seen is None:
+            newest: Any = self.client.xrevrange(self.key(stream), count=10)
+            seen = max((int(f.get("n", 1)) for _id, f in newest), default=1)
+            if newest:  # an empty stream tells nothing yet: peek again next time
+                self._pack_seen[stream] = seen
+        return max(1, count // seen)
+
+    def _note_pack(self, stream: str, fields: dict[Any, Any]) -> None:
+        n = int(fields.get("n", 1))
+        if n > self._pack_seen.get(stream, 1):
+            self._pack_seen[stream] = n
 
     def _ensure_group(self, stream: str, group: str) -> None:
         if (stream, group) in self._groups:
@@ -87,12 +135,13 @@ class RedisStreamsBus:
         if room > 0:
             block = block_ms if (block_ms > 0 and not deliveries) else None
             response: Any = self.client.xreadgroup(
-                group, consumer, {key: ">"}, count=room, block=block
+                group, consumer, {key: ">"}, count=self._entries_for(stream, room), block=block
             )
             for _key, entries in response or []:
                 for entry_id, fields in entries:
                     if fields:
-                        deliveries.append(Delivery(decode(fields["data"]), entry_id, 1))
+                        self._note_pack(stream, fields)
+                        deliveries.extend(Delivery(m, entry_id, 1) for m in self._unpack(fields))
         return deliveries
 
     def _claim(self, stream: str, group: str, consumer: str, count: int) -> list[Delivery]:
@@ -102,7 +151,12 @@ class RedisStreamsBus:
         if start == "0-0" and now < due:
             return []  # a full scan ran moments ago; scan again shortly
         result: Any = self.client.xautoclaim(
-            key, group, consumer, min_idle_time=self.claim_idle_ms, start_id=start, count=count
+            key,
+            group,
+            consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id=start,
+            count=self._entries_for(stream, count),
         )
         self._claim_state[(stream, group)] = (str(result[0]), now + self._claim_every_s)
         entries = [(entry_id, fields) for entry_id, fields in result[1] if fields]
@@ -121,7 +175,8 @@ class RedisStreamsBus:
             if attempts > self.max_deliveries:
                 dead.append((entry_id, fields, attempts))
             else:
-                deliveries.append(Delivery(decode(fields["data"]), entry_id, attempts))
+                self._note_pack(stream, fields)
+                deliveries.extend(Delivery(m, entry_id, attempts) for m in self._unpack(fields))
         if dead:
             pipe = self.client.pipeline(transaction=True)
             for entry_id, fields, attempts in dead:
@@ -136,12 +191,15 @@ class RedisStreamsBus:
     def ack(self, stream: str, group: str, deliveries: list[Delivery]) -> None:
         """XACK the deliveries."""
         if deliveries:
-            self.client.xack(self.key(stream), group, *[d.delivery_id for d in deliveries])
+            ids = dict.fromkeys(d.delivery_id for d in deliveries)  # a pack's messages share one
+            self.client.xack(self.key(stream), group, *ids)
 
     def dead_letters(self, stream: str, count: int = 100) -> list[tuple[Message, dict[str, str]]]:
         """The oldest ``count`` entries of the stream's dead-letter stream."""
         entries: Any = self.client.xrange(self.dead_key(stream), count=count)
-        return [(decode(fields["data"]), fields) for _entry_id, fields in entries]
+        return [
+            (message, fields) for _entry_id, fields in entries for message in self._unpack(fields)
+        ]
 
     def depth(self, stream: str, group: str) -> StreamDepth:
         """Stream length, and the group's lag (undelivered) and pending counts."""

@@ -269,7 +269,15 @@ class MT4Adapter:
             self._emit(PlatformEvent(kind, self._user(data), now))
         elif code == PUMP_UPDATE_TRADES and data is not None:
             deal = self.deal_from_record(data)
-            if deal is not None and trans_type != TRANS_DELETE:
+            if deal is not None and data.cmd in (OP_BALANCE, OP_CREDIT) and trans_type != TRANS_ADD:
+                # A balance/credit record is final when added: an update or a delete of it can
+                # only be a dealer's correction. (A closed trade's TRANS_UPDATE is its close,
+                # so trade corrections cannot be told apart on MT4.)
+                kind = (
+                    EventKind.DEAL_DELETE if trans_type == TRANS_DELETE else EventKind.DEAL_UPDATE
+                )
+                self._emit(PlatformEvent(kind, deal, now))
+            elif deal is not None and trans_type != TRANS_DELETE:
                 self._emit(PlatformEvent(EventKind.DEAL_ADD, deal, now))
                 if data.cmd in (OP_BUY, OP_SELL):
                     self._emit(PlatformEvent(EventKind.POSITION_DELETE, self._position(data), now))
@@ -434,3 +442,27 @@ class MT4Adapter:
         return [
             self._position(r) for r in records if r.cmd in (OP_BUY, OP_SELL) and not r.close_time
         ]
+
+    def open_positions(self) -> list[Position]:
+        """Every login's open OP_BUY/OP_SELL records (``UsersRequest`` + ``TradesGetByLogin``)."""
+        man = self._require()
+        found: list[Position] = []
+        for user in man.UsersRequest():
+            for r in man.TradesGetByLogin(int(user.login), user.group):
+                if r.cmd in (OP_BUY, OP_SELL) and not r.close_time:
+                    found.append(self._position(r))
+        return found
+
+    def account_states(self, logins: list[int]) -> list[AccountState]:
+        """``MarginLevelRequest`` per login (MT4 has no batch request); unknown logins skipped."""
+        states: list[AccountState] = []
+        for login in logins:
+            try:
+                states.append(self.account_state(int(login)))
+            except UnknownLogin:
+                continue
+            except PlatformError as exc:
+                if exc.details.get("mt4_ret") == RET_INVALID_DATA:  # no such login
+                    continue
+                raise
+        return states

@@ -64,9 +64,16 @@ class _Sink:
 
     def __init__(self, adapter: MT5Adapter) -> None:
         self.adapter = adapter
+        self.last_correction_msc = 0
 
     def _deal(self, kind: EventKind, deal: Any) -> None:
-        self.adapter._emit(PlatformEvent(kind, deal_from_mt5(deal), _now_msc()))
+        stamp = _now_msc()
+        if kind != EventKind.DEAL_ADD:
+            # IMTDeal has no modification time: a correction is ordered by when its callback
+            # ran, made strictly increasing so two corrections in one millisecond keep order.
+            stamp = max(stamp, self.last_correction_msc + 1)
+            self.last_correction_msc = stamp
+        self.adapter._emit(PlatformEvent(kind, deal_from_mt5(deal), stamp))
 
     def OnDealAdd(self, deal: Any) -> None:
         """IMTDealSink::OnDealAdd."""
@@ -105,12 +112,46 @@ class _Sink:
         self._user(EventKind.USER_ADD, user)
 
     def OnUserUpdate(self, user: Any) -> None:
-        """IMTUserSink::OnUserUpdate."""
+        """IMTUserSink::OnUserUpdate, then the account from the pumped cache.
+
+        The user record holds Balance and Credit; equity and margin live in ``IMTAccount``,
+        which MT5 pushes only on margin-call / stop-out transitions (``IMTAccountSink``). So on
+        a user update the adapter also reads ``UserAccountGet(login)`` — a local-cache call,
+        allowed inside a sink — and pushes it as ``account.update``.
+        """
         self._user(EventKind.USER_UPDATE, user)
+        api = self.adapter._api
+        get = getattr(api, "UserAccountGet", None) if api is not None else None
+        if get is None:
+            return
+        account = get(int(user.Login))
+        if account is not False and account is not None:
+            self._account(EventKind.ACCOUNT_UPDATE, account)
 
     def OnUserDelete(self, user: Any) -> None:
         """IMTUserSink::OnUserDelete."""
         self._user(EventKind.USER_DELETE, user)
+
+    def _account(self, kind: EventKind, account: Any) -> None:
+        state = account_from_mt5(account)
+        self.adapter._digits[state.login] = state.currency_digits
+        self.adapter._emit(PlatformEvent(kind, state, _now_msc()))
+
+    def OnAccountMarginCallEnter(self, account: Any, group: Any = None) -> None:
+        """IMTAccountSink::OnAccountMarginCallEnter(account, group)."""
+        self._account(EventKind.ACCOUNT_MARGIN_CALL, account)
+
+    def OnAccountMarginCallLeave(self, account: Any, group: Any = None) -> None:
+        """IMTAccountSink::OnAccountMarginCallLeave(account, group)."""
+        self._account(EventKind.ACCOUNT_MARGIN_CALL_LEAVE, account)
+
+    def OnAccountStopOutEnter(self, account: Any, group: Any = None) -> None:
+        """IMTAccountSink::OnAccountStopOutEnter(account, group)."""
+        self._account(EventKind.ACCOUNT_STOP_OUT, account)
+
+    def OnAccountStopOutLeave(self, account: Any, group: Any = None) -> None:
+        """IMTAccountSink::OnAccountStopOutLeave(account, group)."""
+        self._account(EventKind.ACCOUNT_STOP_OUT_LEAVE, account)
 
     def OnDisconnect(self) -> None:
         """IMTManagerSink::OnDisconnect."""
@@ -177,11 +218,18 @@ class MT5Adapter:
             self._api = mt5.ManagerAPI()
             api = self._api
             # IMTManagerAPI::Subscribe takes the manager sink (OnDisconnect); the others are
-            # the documented DealSubscribe / PositionSubscribe / UserSubscribe.
-            for name in ("Subscribe", "DealSubscribe", "PositionSubscribe", "UserSubscribe"):
+            # the documented DealSubscribe / PositionSubscribe / UserSubscribe and
+            # UserAccountSubscribe (IMTAccountSink: margin-call and stop-out enter/leave).
+            for name in (
+                "Subscribe",
+                "DealSubscribe",
+                "PositionSubscribe",
+                "UserSubscribe",
+                "UserAccountSubscribe",
+            ):
                 subscribe = getattr(api, name, None)
-                if subscribe is None and name == "Subscribe":
-                    log.warning("ManagerAPI.Subscribe missing: no OnDisconnect events")
+                if subscribe is None and name in ("Subscribe", "UserAccountSubscribe"):
+                    log.warning("ManagerAPI.%s missing: its events will not arrive", name)
                     continue
                 if subscribe is None or not subscribe(self._sink):
                     self._fail(f"{name} failed")
@@ -406,3 +454,46 @@ class MT5Adapter:
                 return []
             raise_for_retcode(int(retcode), f"PositionRequest({login}): {text}", login=login)
         return [position_from_mt5(p, digits) for p in result]
+
+    def server_time_msc(self) -> int:
+        """``TimeServer()``: the trade server's time (computed locally) in seconds, as the last
+        millisecond of that second (a position created in it counts as older)."""
+        return int(self._require().TimeServer()) * 1000 + 999
+
+    def open_positions(self) -> list[Position]:
+        """``PositionRequestByGroup(mask)``: every open position in the manager's groups."""
+        api = self._require()
+        result = api.PositionRequestByGroup(self.group_mask)
+        if result is False or result is None:
+            _code, retcode, text = self.mt5.LastError()
+            if int(retcode) in (
+                Retcode.MT_RET_OK,
+                Retcode.MT_RET_OK_NONE,
+                Retcode.MT_RET_ERR_NOTFOUND,
+            ):
+                return []
+            raise_for_retcode(int(retcode), f"PositionRequestByGroup: {text}")
+        return [
+            position_from_mt5(p, self._digits.get(int(p.Login), self.default_currency_digits))
+            for p in result
+        ]
+
+    def account_states(self, logins: list[int]) -> list[AccountState]:
+        """``UserAccountRequestByLogins(logins)`` (logins unknown to the server are left out)."""
+        if not logins:
+            return []
+        api = self._require()
+        result = api.UserAccountRequestByLogins([int(x) for x in logins])
+        if result is False or result is None:
+            _code, retcode, text = self.mt5.LastError()
+            if int(retcode) in (
+                Retcode.MT_RET_OK,
+                Retcode.MT_RET_OK_NONE,
+                Retcode.MT_RET_ERR_NOTFOUND,
+            ):
+                return []
+            raise_for_retcode(int(retcode), f"UserAccountRequestByLogins: {text}")
+        states = [account_from_mt5(a) for a in result]
+        for state in states:
+            self._digits[state.login] = state.currency_digits
+        return states

@@ -22,6 +22,11 @@ from brokerdesk.trading.platform.port import (
 
 Getter = Callable[[str, Any], Any]
 
+# Enum members by value: the enum call costs more than the rest of a field (hot path).
+_DEAL_ACTIONS: dict[int, DealAction] = {int(m): m for m in DealAction}
+_DEAL_ENTRIES: dict[int, DealEntry] = {int(m): m for m in DealEntry}
+_POSITION_ACTIONS: dict[int, PositionAction] = {int(m): m for m in PositionAction}
+
 
 def getter(obj: Any) -> Getter:
     """``get(name, default)`` over a mapping or an object with attributes."""
@@ -36,11 +41,12 @@ def deal_from_mt5(obj: Any) -> Deal:
     cd = int(g("DigitsCurrency", 2))
     digits = int(g("Digits", 0))
     time_msc = int(g("TimeMsc", 0)) or int(g("Time", 0)) * 1000
+    action, entry = int(g("Action", 0)), int(g("Entry", 0))
     return Deal(
         deal=int(g("Deal", 0)),
         login=int(g("Login", 0)),
-        action=DealAction(int(g("Action", 0))),
-        entry=DealEntry(int(g("Entry", 0))),
+        action=_DEAL_ACTIONS[action] if action in _DEAL_ACTIONS else DealAction(action),
+        entry=_DEAL_ENTRIES[entry] if entry in _DEAL_ENTRIES else DealEntry(entry),
         time_msc=time_msc,
         currency_digits=cd,
         profit=to_minor(g("Profit", 0.0), cd),
@@ -67,11 +73,12 @@ def position_from_mt5(obj: Any, currency_digits: int) -> Position:
     """An ``MTPosition`` as a :class:`Position`."""
     g = getter(obj)
     digits = int(g("Digits", 0))
+    side = int(g("Action", 0))
     return Position(
         position=int(g("Position", 0)),
         login=int(g("Login", 0)),
         symbol=str(g("Symbol", "")),
-        action=PositionAction(int(g("Action", 0))),
+        action=_POSITION_ACTIONS[side] if side in _POSITION_ACTIONS else PositionAction(side),
         volume=int(g("Volume", 0)),
         volume_ext=int(g("VolumeExt", 0)),
         price_open=to_points(g("PriceOpen", 0.0), digits),
@@ -99,6 +106,8 @@ def user_from_mt5(obj: Any, currency_digits: int) -> PlatformUser:
         email=str(g("EMail", "") or ""),
         comment=str(g("Comment", "") or ""),
         currency_digits=currency_digits,
+        balance=to_minor(g("Balance", 0.0) or 0.0, currency_digits),
+        credit=to_minor(g("Credit", 0.0) or 0.0, currency_digits),
     )
 
 

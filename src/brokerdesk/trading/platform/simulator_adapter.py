@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Any
 
+import orjson
+
 from brokerdesk.trading.platform.mt5_fields import (
     account_from_mt5,
     deal_from_mt5,
@@ -139,9 +141,11 @@ class SimulatorAdapter:
         stream = sock.makefile("rb", buffering=1 << 20)
         try:
             for raw in stream:
-                message = json.loads(raw)
+                message = orjson.loads(raw)  # tens of thousands of events a second
                 if "event" in message:
-                    self._dispatch_event(message["event"], message["data"])
+                    self._dispatch_event(
+                        message["event"], message["data"], int(message.get("time_msc") or 0)
+                    )
                 else:
                     pending = self._pending.pop(int(message.get("id") or 0), None)
                     if pending is not None:
@@ -216,7 +220,7 @@ class SimulatorAdapter:
             except Exception:  # a handler must not kill the reader thread
                 log.exception("platform event handler failed")
 
-    def _dispatch_event(self, kind: str, data: dict[str, Any]) -> None:
+    def _dispatch_event(self, kind: str, data: dict[str, Any], server_msc: int = 0) -> None:
         try:
             ekind = EventKind(kind)
         except ValueError:
@@ -232,7 +236,7 @@ class SimulatorAdapter:
             obj = account_from_mt5(data)
         else:
             return
-        self._emit(PlatformEvent(ekind, obj, _now_msc()))
+        self._emit(PlatformEvent(ekind, obj, server_msc or _now_msc()))
 
     # --- users -----------------------------------------------------------------------------
 
@@ -360,6 +364,27 @@ class SimulatorAdapter:
         digits = self._currency_digits(login)
         result = self._call("position_request", {"login": login})
         return [position_from_mt5(p, digits) for p in result["positions"]]
+
+    def server_time_msc(self) -> int:
+        """The server's clock (``ping``), milliseconds."""
+        return int(self._call("ping", {})["time_msc"])
+
+    def open_positions(self) -> list[Position]:
+        """``position_request_all`` (``PositionRequestByGroup("*")``)."""
+        result = self._call("position_request_all", {})
+        return [
+            position_from_mt5(p, self._digits.get(int(p["Login"]), 2)) for p in result["positions"]
+        ]
+
+    def account_states(self, logins: list[int]) -> list[AccountState]:
+        """``account_request_by_logins`` (``UserAccountRequestByLogins``)."""
+        if not logins:
+            return []
+        result = self._call("account_request_by_logins", {"logins": [int(x) for x in logins]})
+        states = [account_from_mt5(a) for a in result["accounts"]]
+        for state in states:
+            self._digits[state.login] = state.currency_digits
+        return states
 
     # --- simulator-only controls (tests and demos) ------------------------------------------
 

@@ -182,6 +182,8 @@ class Engine:
         self.deal_lines: list[str] = []
         self.deal_times = array("q")
         self.login_deals: dict[int, array[int]] = {}
+        #: Indexes of deals a dealer deleted (``DealDelete``): kept, but no longer returned.
+        self.deleted: set[int] = set()
         self.listeners: list[Listener] = []
         self.margin_used: dict[int, int] = {}
         #: JSON of the deal being emitted (encoded once for the log and for subscribers).
@@ -193,6 +195,9 @@ class Engine:
         self._next_order = self.first_deal * 10
         self._next_login = self.first_login
         self._last_msc = 0
+        #: Server time of the newest dealer correction, strictly increasing: it orders the
+        #: corrections of a deal even within one millisecond (sent next to the event).
+        self.correction_msc = 0
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -485,22 +490,117 @@ class Engine:
         """``DealRequest(login, from, to)``."""
         self._user(login)
         times = self.deal_times
+        deleted = self.deleted
         return [
             self.deal_at(i)
             for i in self.login_deals.get(login, ())
-            if from_msc <= times[i] <= to_msc
+            if from_msc <= times[i] <= to_msc and i not in deleted
         ]
 
     def deals_since(self, after_ticket: int, limit: int) -> list[dict[str, Any]]:
         """Deals with a ticket above ``after_ticket`` (ascending, at most ``limit``)."""
         start = max(0, after_ticket + 1 - self.first_deal)
-        return [json.loads(line) for line in self.deal_lines[start : start + limit]]
+        if not self.deleted:
+            return [json.loads(line) for line in self.deal_lines[start : start + limit]]
+        found: list[dict[str, Any]] = []
+        for i in range(start, len(self.deal_lines)):
+            if len(found) >= limit:
+                break
+            if i not in self.deleted:
+                found.append(json.loads(self.deal_lines[i]))
+        return found
 
     def deals_by_time(self, from_msc: int, to_msc: int) -> list[dict[str, Any]]:
         """``DealRequestByGroup("*", from, to)``."""
         lo = bisect.bisect_left(self.deal_times, from_msc)
         hi = bisect.bisect_right(self.deal_times, to_msc)
-        return [json.loads(line) for line in self.deal_lines[lo:hi]]
+        return [json.loads(self.deal_lines[i]) for i in range(lo, hi) if i not in self.deleted]
+
+    # --- dealer corrections ----------------------------------------------------------------
+
+    #: Fields a dealer may change with ``DealUpdate`` here (money, volume, price, texts).
+    CORRECTABLE = frozenset(
+        {
+            "Profit",
+            "Commission",
+            "Storage",
+            "Fee",
+            "Volume",
+            "VolumeClosed",
+            "Price",
+            "Comment",
+            "ExternalID",
+            "Reason",
+        }
+    )
+
+    def _deal_index(self, ticket: int) -> int:
+        index = int(ticket) - self.first_deal
+        if not 0 <= index < len(self.deal_lines) or index in self.deleted:
+            raise EngineError(Retcode.MT_RET_ERR_NOTFOUND, f"deal {ticket} not found")
+        return index
+
+    def _balance_effect(self, wire: dict[str, Any]) -> tuple[int, int]:
+        """(balance, credit) change of a deal in minor units, as the server booked it."""
+        scale = 10 ** int(wire["DigitsCurrency"])
+        money = round(float(wire["Profit"]) * scale)
+        if int(wire["Action"]) == DealAction.DEAL_CREDIT:
+            return 0, money
+        costs = sum(round(float(wire[k]) * scale) for k in ("Commission", "Storage", "Fee"))
+        return money + costs, 0
+
+    def _rebook(self, user: User, before: dict[str, Any], after: dict[str, Any] | None) -> None:
+        """Fix the user's balance and credit to the changed history (what a dealer's
+        ``UserBalanceCheck`` with the fix flag does after correcting deals)."""
+        b0, c0 = self._balance_effect(before)
+        b1, c1 = self._balance_effect(after) if after is not None else (0, 0)
+        user.balance += b1 - b0
+        user.credit += c1 - c0
+
+    def deal_update(self, ticket: int, **changes: Any) -> dict[str, Any]:
+        """``DealUpdate`` by a dealer: change the named MT5 fields of a deal (money in major
+        units, as on the wire); the user's balance follows. Emits ``deal.update``."""
+        index = self._deal_index(ticket)
+        unknown = set(changes) - self.CORRECTABLE
+        if unknown:
+            raise EngineError(Retcode.MT_RET_ERR_PARAMS, f"fields not correctable: {unknown}")
+        before = self.deal_at(index)
+        after = dict(before)
+        for name, value in changes.items():
+            if name in ("Comment", "ExternalID"):
+                after[name] = str(value)[:COMMENT_MAX]
+            elif name in ("Volume", "VolumeClosed", "Reason"):
+                after[name] = int(value)
+                if name != "Reason":
+                    after[name + "Ext"] = int(value) * 10_000
+            else:
+                after[name] = float(value)
+        self._rebook(self._user(int(before["Login"])), before, after)
+        self.deal_lines[index] = json.dumps(after, separators=(",", ":"))
+        self.correction_msc = max(self.now_msc(), self.correction_msc + 1)
+        self._emit("deal.update", after)
+        return after
+
+    def deal_delete(self, ticket: int) -> dict[str, Any]:
+        """``DealDelete`` by a dealer: the deal leaves the history and the user's balance.
+        Emits ``deal.delete`` with the deal as it was."""
+        index = self._deal_index(ticket)
+        before = self.deal_at(index)
+        self._rebook(self._user(int(before["Login"])), before, None)
+        self.deleted.add(index)
+        self.correction_msc = max(self.now_msc(), self.correction_msc + 1)
+        self._emit("deal.delete", before)
+        return before
+
+    # --- snapshots -------------------------------------------------------------------------
+
+    def all_positions(self) -> list[dict[str, Any]]:
+        """``PositionRequestByGroup("*")``: every open position on the server."""
+        return [self.position_wire(p) for p in self.positions.values()]
+
+    def accounts_of(self, logins: list[int]) -> list[dict[str, Any]]:
+        """``UserAccountRequestByLogins``: accounts of the known logins among ``logins``."""
+        return [self.account(int(x)) for x in logins if int(x) in self.users]
 
     # --- prices and trading ----------------------------------------------------------------
 

@@ -14,6 +14,12 @@ Fault modes (``--faults`` or the ``faults`` method at run time) act on every con
 * ``delay_ms=N``: answer write requests N ms late;
 * ``lose=P`` / ``lose_next=N``: apply a write but never answer it (the caller must find its
   deal by comment).
+
+Operator commands (a dealer at the server, not the manager API the CRM uses): ``deal_update``
+``{"ticket": N, "Profit": 12.5, "Comment": "…"}`` and ``deal_delete`` ``{"ticket": N}`` push
+``deal.update`` / ``deal.delete`` events (MT5 ``IMTDealSink::OnDealUpdate`` / ``OnDealDelete``)
+and fix the user's balance to the corrected history. Events other than ``deal.add`` carry the
+server's ``time_msc`` next to ``data``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import signal
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from brokerdesk.trading.platform.port import DealAction
 from brokerdesk.trading.simulator.engine import Engine, EngineError
@@ -232,7 +240,15 @@ class SimulatorServer:
         if kind == "deal.add":
             line = f'{{"event":"deal.add","data":{self.engine.deal_json}}}\n'.encode()
         else:
-            line = json.dumps({"event": kind, "data": data}, separators=(",", ":")).encode() + b"\n"
+            # The server's time of the change travels with the event (not an MT5 field): it
+            # orders dealer corrections of one deal even when the reorder fault swaps them.
+            stamp = (
+                self.engine.correction_msc
+                if kind in ("deal.update", "deal.delete")
+                else self.engine.now_msc()
+            )
+            # orjson: a position event comes with nearly every deal (same text as json.dumps)
+            line = orjson.dumps({"event": kind, "data": data, "time_msc": stamp}) + b"\n"
         for conn in list(self.connections):
             conn.push(kind, line)
 
@@ -362,6 +378,15 @@ class SimulatorServer:
             return {"deals": e.deals_by_time(int(p["from"]), int(p["to"]))}
         if method == "position_request":
             return {"positions": e.positions_of(int(p["login"]))}
+        if method == "position_request_all":
+            return {"positions": e.all_positions(), "time_msc": e.now_msc()}
+        if method == "account_request_by_logins":
+            return {"accounts": e.accounts_of([int(x) for x in p.get("logins") or []])}
+        if method == "deal_update":  # operator: a dealer corrects a deal (MT5 DealUpdate)
+            ticket = int(p.pop("ticket"))
+            return e.deal_update(ticket, **p)
+        if method == "deal_delete":  # operator: a dealer deletes a deal (MT5 DealDelete)
+            return e.deal_delete(int(p["ticket"]))
         if method == "trade_open":
             return e.open_position(int(p["login"]), p["symbol"], int(p["action"]), int(p["volume"]))
         if method == "trade_close":

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from brokerdesk.core.bus.factory import get_bus
 from brokerdesk.core.relay import relay_all
+from brokerdesk.core.runtime import tune_gc
 from brokerdesk.core.worker import relay_loop
 
 
@@ -21,9 +22,16 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=0.2, help="poll seconds")
         parser.add_argument("--batch-size", type=int, default=500)
         parser.add_argument("--bus", default=None, help="bus URL (default settings.BUS_URL)")
+        parser.add_argument(
+            "--pack",
+            type=int,
+            default=None,
+            help="messages per Redis stream entry (default: the bus URL's pack, else 1)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        bus = get_bus(options["bus"])
+        tune_gc()
+        bus = get_bus(options["bus"], pack=options["pack"])
         try:
             if options["once"]:
                 count = relay_all(bus, options["batch_size"])

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from brokerdesk.core.bus.factory import get_bus
 from brokerdesk.core.consumers import autodiscover
+from brokerdesk.core.runtime import tune_gc
 from brokerdesk.core.worker import drain, run_worker
 
 
@@ -27,6 +28,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         specs = autodiscover()
+        tune_gc()
         if options["consumer"]:
             unknown = set(options["consumer"]) - set(specs)
             if unknown:
