@@ -57,6 +57,24 @@ def test_an_unverified_clients_withdrawal_is_refused_with_a_reason(local_psp):
 
 
 @pytest.mark.django_db
+def test_a_small_withdrawal_of_a_risky_client_waits_for_a_second_person(local_psp):
+    from brokerdesk.compliance import queries as compliance_queries
+    from brokerdesk.compliance import services as compliance
+
+    pep = new_client(verified=True)
+    deposit = funded(local_psp, pep, 100_000)
+    compliance.raise_flag(pep.pk, "pep", by="system:test", reason="a politically exposed person")
+    assert compliance_queries.risk_score(pep.pk) == 35  # the flag, and the EDD reason it adds
+
+    requested = withdraw(pep, 10_000, deposit.method_id)
+
+    assert requested.status == "pending_approval" and not requested.approved_by
+    step = queries.timeline(requested.id)[-1]
+    assert step.to_status == "pending_approval"
+    assert step.reason == "risk score 35 above 19: needs a second person"
+
+
+@pytest.mark.django_db
 def test_a_small_withdrawal_is_approved_automatically_sent_and_paid(local_psp):
     alice = new_client(verified=True)
     deposit = funded(local_psp, alice, 100_000)

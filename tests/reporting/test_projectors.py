@@ -168,6 +168,38 @@ def test_commissions_go_to_the_earning_ib_and_equal_the_accruals():
     assert row.volume == 30_000 and row.deals == 2
 
 
+def test_a_dealer_correction_moves_the_ib_commission_rollup_by_its_net_change():
+    from brokerdesk.partners.consumers import on_deals_closed, on_deals_corrected
+    from tests.partners.test_corrections import corrected, correction_message, state
+
+    with clock.frozen(DAY1 - timedelta(days=1)):
+        ib = make_ib()
+        plan_for(ib)
+        client = verified_client()
+        attribution.request_reassignment(client, ib.pk, by="system:test", reason="setup")
+        login = open_account(client)
+    with clock.frozen(DAY1):
+        trade(login, at=DAY1, volume=10_000)
+    [deal] = [m for m in outbox_messages() if m.type == "trading.deal_closed"]
+    on_deals_closed([deal])
+    project(outbox_messages())
+    seen = {m.event_id for m in outbox_messages()}
+    before = IBDay.objects.get(ib_id=str(ib.pk), day=DAY1.date()).ib_commission
+
+    closed = deal.payload  # as trading.deal_closed carries it; the helpers want these too
+    p = {**closed, "swap": closed["storage"], "time": DAY1.isoformat()}
+    with clock.frozen(DAY1 + timedelta(hours=2)):
+        on_deals_corrected([correction_message(corrected(p, 1, state(p, volume=30_000)))])
+    fresh = outbox_messages(after=seen)
+    assert [m.type for m in fresh if m.stream == "partners"] == ["commission.corrected"]
+    project(fresh)
+    project(fresh)  # redelivered: counted once
+
+    owed = Accrual.objects.filter(ib_id=ib.pk).exclude(state="cancelled")
+    row = IBDay.objects.get(ib_id=str(ib.pk), day=DAY1.date())
+    assert row.ib_commission == owed.aggregate(total=Sum("amount"))["total"] == 3 * before
+
+
 def test_aml_alerts_are_counted_per_rule_and_severity():
     with clock.frozen(DAY1):
         for rule, severity in [

@@ -1,11 +1,8 @@
 """Whitelisted facts about a client, read through the clients and compliance queries.
 
-Facts are looked up only when a condition asks for them, once per run. The risk score is a
-plain sum (capped at 100) a compliance officer can explain:
-
-* 25 per open compliance flag, 20 per AML alert, 30 per open screening hit,
-* 10 per enhanced-due-diligence reason of the client's rule set,
-* 20 when the client's KYC is not approved.
+Facts are looked up only when a condition asks for them, once per run. The risk score is
+compliance's (``compliance.queries.risk_score``: a plain sum, capped at 100, a compliance
+officer can explain).
 """
 
 from __future__ import annotations
@@ -13,20 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-FLAG_POINTS, ALERT_POINTS, HIT_POINTS, EDD_POINTS, UNVERIFIED_POINTS = 25, 20, 30, 10, 20
-
 
 def risk_score(client_id: str) -> int:
-    """The client's risk score, 0 to 100."""
+    """The client's risk score, 0 to 100 (compliance's)."""
     from brokerdesk.compliance import queries as compliance
 
-    score = FLAG_POINTS * len(compliance.open_flags(client_id))
-    score += ALERT_POINTS * len(compliance.alerts_of(client_id))
-    score += HIT_POINTS * sum(1 for h in compliance.hits_of(client_id) if h.status == "open")
-    score += EDD_POINTS * len(compliance.edd_reasons(client_id))
-    if compliance.kyc_status(client_id).state != "approved":
-        score += UNVERIFIED_POINTS
-    return min(score, 100)
+    return compliance.risk_score(client_id)
 
 
 def _fact(client_id: str, name: str) -> Any:

@@ -704,3 +704,21 @@ def open_case_count() -> int:
     from brokerdesk.compliance.models import ComplianceCase
 
     return ComplianceCase.objects.exclude(status=ComplianceCase.Status.CLOSED).count()
+
+
+# The risk score: a plain sum (capped at 100) a compliance officer can explain.
+FLAG_POINTS, ALERT_POINTS, HIT_POINTS, EDD_POINTS, UNVERIFIED_POINTS = 25, 20, 30, 10, 20
+
+
+def risk_score(client_id: UUID | str) -> int:
+    """The client's risk score, 0 to 100: 25 per open compliance flag, 20 per AML alert, 30
+    per open screening hit, 10 per enhanced-due-diligence reason of the client's rule set, and
+    20 when the client's KYC is not approved (automations route on it; withdrawals are
+    approved automatically only under a ceiling of it)."""
+    score = FLAG_POINTS * len(open_flags(client_id))
+    score += ALERT_POINTS * len(alerts_of(client_id))
+    score += HIT_POINTS * sum(1 for h in hits_of(client_id) if h.status == "open")
+    score += EDD_POINTS * len(edd_reasons(client_id))
+    if kyc_status(client_id).state != "approved":
+        score += UNVERIFIED_POINTS
+    return min(score, 100)

@@ -36,7 +36,7 @@ from django.db.models import Sum
 from django.utils.translation import gettext as _
 
 from brokerdesk.clients.queries import get_client
-from brokerdesk.compliance.queries import may
+from brokerdesk.compliance.queries import may, risk_score
 from brokerdesk.core import audit, clock
 from brokerdesk.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from brokerdesk.core.events import emit
@@ -80,7 +80,8 @@ class Rules:
     velocity_window: timedelta = timedelta(hours=24)
     deposit_fee_bps: int = 0  # our fee to the client, posted to fee_income
     deposit_fee_fixed: int = 0
-    auto_approve_up_to: int = 100_000  # withdrawals up to this are approved automatically
+    auto_approve_up_to: int = 100_000  # withdrawals up to this are approved automatically…
+    auto_approve_max_risk: int = 19  # …when the client's risk score is at most this
     fx_fee_bps: int = 50  # our fee on wallet conversions, in the bought currency
     # per provider: how its settlement files are reconciled (``SettlementTerms``)
     settlement: dict[str, SettlementTerms] = _field(default_factory=dict)
@@ -1135,7 +1136,8 @@ def request_withdrawal(
             data={"wallet_currency": currency, "wallet_amount": amount, "fx": fx} if fx else None,
         )
         emit(WithdrawalRequested(**_payload(w, actor)))
-        if amount <= rules().auto_approve_up_to:
+        review = _needs_review(w.client_id, amount)
+        if review is None:
             _approve(w, actor="system:auto-approval", reason="under the auto-approval threshold")
         else:
             _step(
@@ -1143,10 +1145,21 @@ def request_withdrawal(
                 w,
                 "pending_approval",
                 actor="system:payments",
-                reason=f"above {rules().auto_approve_up_to}: needs a second person",
+                reason=review,
                 table=states.WITHDRAWAL_TRANSITIONS,
             )
         return withdrawal_view(w)
+
+
+def _needs_review(client_id: UUID, amount: int) -> str | None:
+    """Why a withdrawal needs a person (maker-checker), or None to approve it automatically:
+    above the amount threshold, or a client whose risk score is above the ceiling."""
+    if amount > rules().auto_approve_up_to:
+        return f"above {rules().auto_approve_up_to}: needs a second person"
+    score = risk_score(client_id)
+    if score > rules().auto_approve_max_risk:
+        return f"risk score {score} above {rules().auto_approve_max_risk}: needs a second person"
+    return None
 
 
 def check_trading_balance(client_id: UUID) -> None:

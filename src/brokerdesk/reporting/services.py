@@ -63,7 +63,7 @@ PROJECTED_TYPES: dict[str, frozenset[str]] = {
         {"deposit.confirmed", "deposit.reversed", "withdrawal.paid", "withdrawal.returned"}
     ),
     "trading": frozenset({"trading.account_opened", "trading.deal_closed"}),
-    "partners": frozenset({"commission.accrued", "commissions.accrued"}),
+    "partners": frozenset({"commission.accrued", "commissions.accrued", "commission.corrected"}),
     "compliance": frozenset({"aml.alert_raised"}),
 }
 
@@ -255,6 +255,29 @@ def _commission_batch(m: Message, facts: Facts) -> None:
         )
 
 
+def _commission_correction(m: Message, facts: Facts) -> None:
+    """A dealer correction's net change of commission (new - old) per IB, on the deal's day."""
+    p = m.payload
+    day = _when(_str(p, "day"), "day").date()
+    client = str(p.get("client_id") or "")
+    change: dict[str, int] = {}
+    for line in p.get("lines") or []:
+        ib = str(line.get("ib_id") or "")
+        change[ib] = change.get(ib, 0) + int(line.get("new") or 0) - int(line.get("old") or 0)
+    for ib, amount in sorted(change.items()):
+        if ib and amount:
+            facts.rollups.append(
+                RollupFact(
+                    f"commission-correction:{_str(p, 'deal_key')}:{_int(p, 'version_msc')}:{ib}",
+                    day,
+                    _str(p, "currency").upper(),
+                    client,
+                    ib_id=ib,
+                    figures={"ib_commission": amount},
+                )
+            )
+
+
 def _aml(m: Message, facts: Facts) -> None:
     p = m.payload
     facts.aml.append(
@@ -299,6 +322,8 @@ def parse(messages: Sequence[Message]) -> Facts:
             _commission(m, facts)
         elif m.type == "commissions.accrued":
             _commission_batch(m, facts)
+        elif m.type == "commission.corrected":
+            _commission_correction(m, facts)
         elif m.type == "aml.alert_raised":
             _aml(m, facts)
         at = _when(m.occurred_at, "occurred_at")
