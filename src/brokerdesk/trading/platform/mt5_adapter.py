@@ -405,7 +405,8 @@ class MT5Adapter:
         self._digits[login] = state.currency_digits
         return state
 
-    def _deal_list(self, result: Any, what: str) -> list[Deal]:
+    def _rows(self, result: Any, what: str, login: int | None = None) -> list[Any]:
+        """A request's records; a failed request that only found nothing is an empty list."""
         if result is False or result is None:
             _code, retcode, text = self.mt5.LastError()
             if int(retcode) in (
@@ -414,8 +415,11 @@ class MT5Adapter:
                 Retcode.MT_RET_ERR_NOTFOUND,
             ):
                 return []
-            raise_for_retcode(int(retcode), f"{what}: {text}")
-        return sorted((deal_from_mt5(d) for d in result), key=lambda d: d.deal)
+            raise_for_retcode(int(retcode), f"{what}: {text}", login=login)
+        return list(result)
+
+    def _deal_list(self, result: Any, what: str) -> list[Deal]:
+        return sorted((deal_from_mt5(d) for d in self._rows(result, what)), key=lambda d: d.deal)
 
     def deals(self, login: int, from_msc: int, to_msc: int) -> list[Deal]:
         """``DealRequest(login, from, to)``."""
@@ -443,16 +447,7 @@ class MT5Adapter:
         """``PositionRequest(login)``."""
         api = self._require()
         digits = self._currency_digits(login)
-        result = api.PositionRequest(login)
-        if result is False or result is None:
-            _code, retcode, text = self.mt5.LastError()
-            if int(retcode) in (
-                Retcode.MT_RET_OK,
-                Retcode.MT_RET_OK_NONE,
-                Retcode.MT_RET_ERR_NOTFOUND,
-            ):
-                return []
-            raise_for_retcode(int(retcode), f"PositionRequest({login}): {text}", login=login)
+        result = self._rows(api.PositionRequest(login), f"PositionRequest({login})", login)
         return [position_from_mt5(p, digits) for p in result]
 
     def server_time_msc(self) -> int:
@@ -463,16 +458,7 @@ class MT5Adapter:
     def open_positions(self) -> list[Position]:
         """``PositionRequestByGroup(mask)``: every open position in the manager's groups."""
         api = self._require()
-        result = api.PositionRequestByGroup(self.group_mask)
-        if result is False or result is None:
-            _code, retcode, text = self.mt5.LastError()
-            if int(retcode) in (
-                Retcode.MT_RET_OK,
-                Retcode.MT_RET_OK_NONE,
-                Retcode.MT_RET_ERR_NOTFOUND,
-            ):
-                return []
-            raise_for_retcode(int(retcode), f"PositionRequestByGroup: {text}")
+        result = self._rows(api.PositionRequestByGroup(self.group_mask), "PositionRequestByGroup")
         return [
             position_from_mt5(p, self._digits.get(int(p.Login), self.default_currency_digits))
             for p in result
@@ -483,16 +469,9 @@ class MT5Adapter:
         if not logins:
             return []
         api = self._require()
-        result = api.UserAccountRequestByLogins([int(x) for x in logins])
-        if result is False or result is None:
-            _code, retcode, text = self.mt5.LastError()
-            if int(retcode) in (
-                Retcode.MT_RET_OK,
-                Retcode.MT_RET_OK_NONE,
-                Retcode.MT_RET_ERR_NOTFOUND,
-            ):
-                return []
-            raise_for_retcode(int(retcode), f"UserAccountRequestByLogins: {text}")
+        result = self._rows(
+            api.UserAccountRequestByLogins([int(x) for x in logins]), "UserAccountRequestByLogins"
+        )
         states = [account_from_mt5(a) for a in result]
         for state in states:
             self._digits[state.login] = state.currency_digits
