@@ -202,6 +202,9 @@ def sign_in(page: Any, base: str, email: str, totp_secret: str | None = None) ->
         page.wait_for_url(re.compile(r".*/accounts/2fa/authenticate/.*"))
         page.locator("input[name=code]").fill(totp_code(totp_secret))
         page.get_by_role("button", name="Sign In").click()
+    # Wait until the sign-in has really gone through: a page.goto() right after the click can
+    # abort the form's POST in flight and leave the session half signed in.
+    page.wait_for_url(lambda url: "/accounts/login/" not in url and "/accounts/2fa/" not in url)
     page.wait_for_load_state()
 
 
