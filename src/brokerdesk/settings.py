@@ -114,6 +114,9 @@ def _database() -> dict[str, Any]:
             db.setdefault("TEST", {})["NAME"] = os.environ.get(
                 "TEST_DATABASE_NAME", f"test_{db['NAME']}"
             )
+            # psycopg prepares a statement it has run five times (Django turns this off): the
+            # hot paths bind their arrays on the server and then skip parsing and planning.
+            db.setdefault("OPTIONS", {})["prepare_threshold"] = 5
         return db
     sqlite_path = DATA_DIR / os.environ.get("SQLITE_NAME", "brokerdesk.sqlite3")
     return {

@@ -109,3 +109,30 @@ def test_uuid7_ids_made_by_many_threads_are_unique():
     for t in threads:
         t.join()
     assert len(set(made)) == 40_000
+
+
+def test_uuid7_ids_behave_as_ordinary_uuids():
+    made = new_id()
+    parsed = uuid.UUID(str(made))
+
+    assert parsed == made and hash(parsed) == hash(made) and parsed.int == made.int
+    assert made.version == 7 and made.variant == uuid.RFC_4122
+    import copy
+
+    assert copy.deepcopy(made) == made and f"{made}" == str(parsed)
+
+
+def test_a_forked_child_draws_its_own_random_bits():
+    import os
+
+    new_id()  # the parent has a pool of random bytes now
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report the random part of its next two ids
+        os.write(write_end, new_id().bytes[8:] + new_id().bytes[8:])
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read_end, 16)
+    mine = new_id().bytes[8:] + new_id().bytes[8:]
+
+    assert child[:8] != mine[:8] and child[8:] != mine[8:]

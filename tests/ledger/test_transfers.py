@@ -12,6 +12,7 @@ from brokerdesk.core import clock
 from brokerdesk.core.errors import ValidationError
 from brokerdesk.core.models import OutboxEvent
 from brokerdesk.ledger import errors, queries, services
+from brokerdesk.ledger.events import TransfersPosted
 from brokerdesk.ledger.models import Entry, Transfer
 from brokerdesk.ledger.services import ResolveRequest, TransferRequest, credit, debit
 
@@ -30,8 +31,13 @@ def test_deposit_credits_the_wallet_and_debits_psp_clearing(wallet, psp):
     assert queries.balance(account.id).available == 100_000
     assert queries.balance(psp().id).posted <= -100_000
     event = OutboxEvent.objects.get(aggregate_id=str(result.transfer_id))
-    assert event.type == "ledger.transfer_posted"
-    assert event.payload["amount"] == 100_000 and len(event.payload["legs"]) == 2
+    assert event.type == "ledger.transfers_posted"
+    (posted,) = TransfersPosted.rows(event.payload)
+    assert posted["id"] == str(result.transfer_id) and posted["amount"] == 100_000
+    assert sorted((leg["side"], leg["amount"], leg["account_id"]) for leg in posted["legs"]) == [
+        ("C", 100_000, str(account.id)),
+        ("D", 100_000, str(psp().id)),
+    ]
 
 
 def test_same_key_same_request_returns_the_first_result_and_posts_nothing(wallet):
@@ -537,14 +543,24 @@ def test_open_accounts_refuses_an_unknown_bucket_or_owner_type_before_writing():
     assert LedgerAccount.objects.count() == before
 
 
-@pytest.mark.parametrize("one_statement_max_rows", [0, 20_000])
-def test_a_batch_writes_the_same_through_copy_or_one_statement(
-    wallet, monkeypatch, one_statement_max_rows
-):
-    """PostgreSQL writes a batch as one statement, or by COPY when it is very large."""
-    from brokerdesk.core import bulk
+def _posted_in_events(since: datetime) -> list[dict[str, object]]:
+    return [
+        row
+        for event in OutboxEvent.objects.filter(
+            type="ledger.transfers_posted", occurred_at__gte=since
+        ).order_by("occurred_at", "id")
+        for row in TransfersPosted.rows(event.payload)
+    ]
 
-    monkeypatch.setattr(bulk, "ONE_STATEMENT_MAX_ROWS", one_statement_max_rows)
+
+@pytest.mark.parametrize("chunk_entries", [2, 5, 10_000])
+def test_a_batch_written_in_chunks_posts_and_announces_every_transfer_once(
+    wallet, monkeypatch, chunk_entries
+):
+    """PostgreSQL sends a batch's rows in pipelined chunks; whatever the chunk size, every
+    transfer is written once, balances follow, and each appears in exactly one event."""
+    monkeypatch.setattr(services, "PIPELINE_CHUNK_ENTRIES", chunk_entries)
+    since = clock.now()
     clearing = services.system_account("psp_clearing", "USD", qualifier="sandbox")
     wallets = [wallet() for _ in range(3)]
     units = [
@@ -559,14 +575,53 @@ def test_a_batch_writes_the_same_through_copy_or_one_statement(
         ]
         for n in range(6)
     ]
+    units.insert(
+        3,
+        [
+            withdraw_request := TransferRequest(
+                unique("over"),
+                "withdrawal",
+                "USD",
+                (debit(wallets[0].id, 10**9), credit(clearing.id, 10**9)),
+            )
+        ],
+    )
 
     outcomes = services.post_batch(units)
 
-    assert all(isinstance(o, services.TransferResult) for (o,) in outcomes)
+    assert isinstance(outcomes[3][0], errors.InsufficientFunds)
+    posted = [o for (o,) in outcomes if isinstance(o, services.TransferResult)]
+    assert len(posted) == 6
     assert [queries.balance(w.id).posted for w in wallets] == [500, 700, 900]
-    stored = Transfer.objects.get(idempotency_key=units[5][0].idempotency_key)
+    stored = Transfer.objects.get(idempotency_key=units[6][0].idempotency_key)
     assert stored.metadata == {"n": 5, "note": "Zahlung für Anna"}
-    assert OutboxEvent.objects.filter(aggregate_id=str(stored.id)).count() == 1
+    announced = _posted_in_events(since)
+    assert sorted(str(r["id"]) for r in announced) == sorted(str(p.transfer_id) for p in posted)
+    assert not Transfer.objects.filter(idempotency_key=withdraw_request.idempotency_key).exists()
+    last = next(r for r in announced if r["id"] == str(stored.id))
+    assert last["metadata"] == {"n": 5, "note": "Zahlung für Anna"} and len(last["legs"]) == 2
+    assert queries.replay_ledger().clean
+
+
+def test_a_very_large_transfer_is_written_by_copy(wallet, monkeypatch):
+    """One unit too large for one statement goes by COPY and reads back the same."""
+    from brokerdesk.core import bulk
+
+    monkeypatch.setattr(bulk, "ONE_STATEMENT_MAX_ROWS", 0)
+    clearing = services.system_account("psp_clearing", "USD", qualifier="sandbox")
+    wallets = [wallet() for _ in range(4)]
+    request = TransferRequest(
+        unique("fan"),
+        "commission_run",
+        "USD",
+        (debit(clearing.id, 1_000), *(credit(w.id, 250) for w in wallets)),
+        metadata={"note": "Zahlung für Anna"},
+    )
+
+    result = services.post_transfer(request)
+
+    assert [queries.balance(w.id).posted for w in wallets] == [250] * 4
+    assert Transfer.objects.get(id=result.transfer_id).metadata == {"note": "Zahlung für Anna"}
     assert queries.replay_ledger().clean
 
 

@@ -16,7 +16,9 @@ from brokerdesk.core.bus.base import Message
 from brokerdesk.core.consumers import consumer
 from brokerdesk.core.errors import DomainError
 
-PROJECTED_STREAMS = ["payments", "trading", "ledger", "partners", "bonuses", "propfirm", "support"]
+# Not the ledger's stream: its events are about accounts, not clients (the payments, trading,
+# partners and bonuses events that moved the money name the client).
+PROJECTED_STREAMS = ["payments", "trading", "partners", "bonuses", "propfirm", "support"]
 
 
 def _summary(message: Message) -> str:

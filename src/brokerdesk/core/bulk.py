@@ -118,6 +118,10 @@ def _pg_update_sql(model: type[models.Model], names: tuple[str, ...]) -> str:
     )
 
 
+def _in_pipeline() -> bool:
+    return connection.connection is not None and connection.connection._pipeline is not None
+
+
 def write_batch(
     inserts: Sequence[tuple[type[models.Model], Sequence[Any]]],
     update_model: type[models.Model],
@@ -126,7 +130,13 @@ def write_batch(
 ) -> None:
     """Insert rows into several tables and update others, as few round trips as possible."""
     rows = sum(len(objects) for _, objects in inserts) + len(updated)
-    if connection.vendor != "postgresql" or rows > ONE_STATEMENT_MAX_ROWS or not updated:
+    if (
+        connection.vendor != "postgresql"
+        or not updated
+        or (
+            rows > ONE_STATEMENT_MAX_ROWS and not _in_pipeline()  # COPY cannot run in a pipeline
+        )
+    ):
         for model, objects in inserts:
             insert(model, objects)
         update(update_model, update_fields, updated)
@@ -142,7 +152,7 @@ def write_batch(
     update_sql = _pg_update_sql(update_model, tuple(update_fields))
     sql = (f"WITH {', '.join(ctes)} " if ctes else "") + update_sql
     with pg_cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, params, prepare=True)
 
 
 def _row_builder(

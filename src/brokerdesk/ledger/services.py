@@ -26,6 +26,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 import orjson
+import psycopg
 from django.db import IntegrityError, connection, transaction
 
 from brokerdesk.core import audit, bulk, clock
@@ -36,7 +37,7 @@ from brokerdesk.core.metrics import IDEMPOTENT_REPLAYS
 from brokerdesk.core.models import OutboxEvent
 from brokerdesk.core.money import MAX_MINOR_UNITS, CurrencySpec, get_currency
 from brokerdesk.ledger import errors
-from brokerdesk.ledger.events import TransferPosted
+from brokerdesk.ledger.events import TransfersPosted
 from brokerdesk.ledger.models import (
     Bucket,
     Entry,
@@ -580,9 +581,10 @@ def post_batch(units: Sequence[Unit]) -> list[list[Outcome]]:
         try:
             with transaction.atomic():
                 return _Batch(units).run()
-        except IntegrityError:
+        except (IntegrityError, psycopg.IntegrityError):
             # A concurrent transaction took one of our idempotency keys (or resolved a pending
             # transfer) between our check and our insert; the retry sees it and replays.
+            # (psycopg's own error: the hot path writes through psycopg cursors directly.)
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
@@ -724,19 +726,29 @@ class _AccountState:
         return self.credits_posted - self.debits_posted
 
 
+# Locks taken one index probe at a time, in the order of the (sorted) ids given: concurrent
+# batches lock in primary-key order and cannot deadlock, and no plan scans the whole table.
 _PG_LOCK_ACCOUNTS = (
-    "SELECT id, name, currency, no_negative, no_positive, debits_posted, credits_posted, "
+    "SELECT a.* FROM unnest(%b::uuid[]) AS k(id) CROSS JOIN LATERAL "
+    "(SELECT id, name, currency, no_negative, no_positive, debits_posted, credits_posted, "
     "debits_pending, credits_pending, entry_count, last_hash FROM ledger_ledgeraccount "
-    "WHERE id = ANY(%b) ORDER BY id FOR UPDATE"
+    "WHERE id = k.id LIMIT 1 FOR UPDATE) AS a"
 )
+# One index probe per key (LATERAL … LIMIT 1 keeps the planner from a hash join over the whole
+# table, which a prepared statement's generic plan would otherwise pick as the table grows).
 _PG_EXISTING_KEYS = (
-    "SELECT id, idempotency_key, request_hash, kind, currency, amount, phase, created_at, "
-    "linked_id FROM ledger_transfer WHERE idempotency_key = ANY(%b)"
+    "SELECT t.id, t.idempotency_key, t.request_hash, t.kind, t.currency, t.amount, t.phase, "
+    "t.created_at, t.linked_id FROM unnest(%b::varchar[]) AS k(key) CROSS JOIN LATERAL "
+    "(SELECT * FROM ledger_transfer WHERE idempotency_key = k.key LIMIT 1) AS t"
 )
+
+# A batch's rows go to PostgreSQL in chunks of about this many entries (pipelined).
+PIPELINE_CHUNK_ENTRIES = 600
 
 _COUNTERS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 _SNAPSHOT_FIELDS = (*_COUNTERS, "entry_count", "last_hash")
 _snapshot_of = operator.attrgetter(*_SNAPSHOT_FIELDS)
+_uuid_int = operator.attrgetter("int")  # sort ids by their number: C comparisons, same order
 
 
 class _Batch:
@@ -773,9 +785,20 @@ class _Batch:
         self.now = clock.now()  # after the locks, so entry times follow commit order
         self.now_iso = self.now.isoformat()
         self._load_existing(live)
-        for i in live:
-            self._apply_unit(i)
-        self._write()
+        if connection.vendor == "postgresql" and len(live) > 1:
+            # Pipelined: each chunk's rows are sent as soon as they are computed and the server
+            # writes them while the next chunk is computed here (two cores, not one after the
+            # other). Errors surface when the pipeline syncs, before the transaction commits.
+            with connection.connection.pipeline():
+                for i in live:
+                    self._apply_unit(i)
+                    if len(self.new_entries) >= PIPELINE_CHUNK_ENTRIES:
+                        self._write()
+                self._write()
+        else:
+            for i in live:
+                self._apply_unit(i)
+            self._write()
         return [[o for o in unit if o is not None] for unit in self.outcomes]
 
     def _fail_unit(self, i: int, j: int, error: DomainError) -> None:
@@ -812,7 +835,9 @@ class _Batch:
         return [e.account_id for e in self.pending_entries.get(request.pending_id, [])]
 
     def _lock_accounts(self, live: list[int]) -> None:
-        ids = sorted({a for i in live for r in self.units[i] for a in self._account_ids(r)})
+        ids = sorted(
+            {a for i in live for r in self.units[i] for a in self._account_ids(r)}, key=_uuid_int
+        )
         if not ids:
             return
         if connection.vendor == "postgresql":
@@ -823,8 +848,8 @@ class _Batch:
             keys = sorted({r.idempotency_key for i in live for r in self.units[i]})
             with bulk.pg_cursor() as locking, bulk.pg_cursor() as reading:
                 with connection.connection.pipeline():
-                    locking.execute(_PG_LOCK_ACCOUNTS, [ids])
-                    reading.execute(_PG_EXISTING_KEYS, [keys])
+                    locking.execute(_PG_LOCK_ACCOUNTS, [ids], prepare=True)
+                    reading.execute(_PG_EXISTING_KEYS, [keys], prepare=True)
                 rows = locking.fetchall()
                 found = [_NewTransfer(*row) for row in reading.fetchall()]
             self.accounts = {row[0]: _AccountState(*row) for row in rows}  # type: ignore[misc]
@@ -842,7 +867,7 @@ class _Batch:
             pass
         elif connection.vendor == "postgresql":
             with bulk.pg_cursor() as cursor:
-                cursor.execute(_PG_EXISTING_KEYS, [keys])
+                cursor.execute(_PG_EXISTING_KEYS, [keys], prepare=True)
                 found = [_NewTransfer(*row) for row in cursor.fetchall()]
             self.existing = {t.idempotency_key: t for t in found}
         else:
@@ -965,9 +990,12 @@ class _Batch:
             reverses_id=request.reverses,
             expires_at=self.now + request.timeout if request.timeout else None,
         )
+        accounts, pending, record_text = self.accounts, request.pending, str(record.id)
         for leg in request.legs:
-            account = self._account(leg.account_id, currency)
-            self._move(record, account, leg.side, leg.amount, pending=request.pending)
+            account = accounts.get(leg.account_id)
+            if account is None or account.currency != currency:
+                account = self._account(leg.account_id, currency)  # raises the error that applies
+            self._move(record, account, leg.side, leg.amount, pending, record_text)
         self._check_flags(request.legs)
         return _result(record)
 
@@ -1060,8 +1088,12 @@ class _Batch:
         side: str,
         amount: int,
         pending: bool = False,
+        record_text: str | None = None,
     ) -> None:
-        side = str(side)
+        """Apply one leg to the account in memory and add its entry (``record_text``: the
+        transfer's id as text, when the caller has it already)."""
+        if side.__class__ is not str:
+            side = str(side)  # a Side choice from a stored entry
         if side == "D":
             if pending:
                 account.debits_pending += amount
@@ -1071,30 +1103,24 @@ class _Batch:
             account.credits_pending += amount
         else:
             account.credits_posted += amount
-        entry = _NewEntry(
-            transfer_id=record.id,
-            account_id=account.id,
-            side=side,
-            amount=amount,
-            is_pending=pending,
-            balance_after=None if pending else account.credits_posted - account.debits_posted,
-            created_at=self.now,
+        balance_after = None if pending else account.credits_posted - account.debits_posted
+        entry = _NewEntry(record.id, account.id, side, amount, pending, balance_after, self.now)
+        # The same text as _entry_hash builds (the chain verifier recomputes it with that).
+        text = (
+            f"{account.last_hash}|{record_text or record.id}|{side}|{amount}|{int(pending)}|"
+            f"{balance_after}|{self.now_iso}"
         )
-        entry.hash = _entry_hash(account.last_hash, entry, self.now_iso)
-        account.last_hash = entry.hash
+        entry.hash = account.last_hash = hashlib.sha256(text.encode()).hexdigest()
         account.entry_count += 1
         self.touched.add(account.id)
         self.new_entries.append(entry)
 
-    def _check_flags(self, legs: Iterable[Leg]) -> None:
-        needs: dict[UUID, int] = {}
+    def _check_flags(self, legs: Sequence[Leg]) -> None:
+        accounts = self.accounts
         for leg in legs:
-            needs[leg.account_id] = needs.get(leg.account_id, 0) + (
-                leg.amount if leg.side == "D" else 0
-            )
-        for account_id, needed in needs.items():
-            a = self.accounts[account_id]
+            a = accounts[leg.account_id]
             if a.no_negative and a.debits_posted + a.debits_pending > a.credits_posted:
+                needed = sum(x.amount for x in legs if x.account_id == a.id and x.side == "D")
                 available = needed - (a.debits_posted + a.debits_pending - a.credits_posted)
                 raise errors.InsufficientFunds(
                     f"{a.name} has {available} {a.currency} available; "
@@ -1111,22 +1137,23 @@ class _Batch:
     # -- writing
 
     def _write(self) -> None:
+        """Write the transfers, entries and events made since the last write, and the
+        balances of the accounts they touched."""
         if not self.new_transfers:
             return
-        legs: dict[UUID, list[_NewEntry]] = {}
-        for entry in self.new_entries:
-            legs.setdefault(entry.transfer_id, []).append(entry)
         events = [
-            outbox_row(TransferPosted.of(t, legs.get(t.id, [])), occurred_at=self.now)
-            for t in self.new_transfers
+            outbox_row(
+                TransfersPosted.of(self.new_transfers, self.new_entries), occurred_at=self.now
+            )
         ]
-        touched = [self.accounts[a] for a in sorted(self.touched)]
+        touched = [self.accounts[a] for a in sorted(self.touched, key=_uuid_int)]
         bulk.write_batch(
             [(Transfer, self.new_transfers), (Entry, self.new_entries), (OutboxEvent, events)],
             LedgerAccount,
             _SNAPSHOT_FIELDS,
             touched,
         )
+        self.new_transfers, self.new_entries, self.touched = [], [], set()
 
 
 def _result(record: Transfer | _NewTransfer) -> TransferResult:
