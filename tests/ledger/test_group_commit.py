@@ -64,3 +64,33 @@ def test_a_repeated_key_through_the_committer_replays(wallet):
         committer.close()
     assert again.replayed and again.transfer_id == first.transfer_id
     assert Transfer.objects.filter(idempotency_key=request.idempotency_key).count() == 1
+
+
+def test_post_gives_up_after_its_timeout_and_sees_a_failed_batch(wallet, monkeypatch):
+    """A caller is not left waiting for ever, and a batch that fails whole (the database
+    down) raises that error in every caller."""
+    from brokerdesk.ledger import grouping
+
+    account = wallet()
+    clearing = system_account("psp_clearing", "USD", qualifier="sandbox")
+    release = threading.Event()
+
+    def stuck_then_down(units):  # type: ignore[no-untyped-def]
+        release.wait(10)
+        raise RuntimeError("database unavailable")
+
+    monkeypatch.setattr(grouping, "post_batch", stuck_then_down)
+    committer = GroupCommitter(max_wait_ms=1)
+    request = TransferRequest(
+        unique("gc"), "deposit", "USD", (debit(clearing.id, 5), credit(account.id, 5))
+    )
+    try:
+        with pytest.raises(TimeoutError):
+            committer.post(request, timeout=0.2)
+        release.set()
+        with pytest.raises(RuntimeError, match="database unavailable"):
+            committer.post(request, timeout=10)
+    finally:
+        release.set()
+        committer.close()
+    assert not Transfer.objects.filter(idempotency_key=request.idempotency_key).exists()
