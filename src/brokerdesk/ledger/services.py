@@ -778,10 +778,10 @@ class _Batch:
 
     def run(self) -> list[list[Outcome]]:
         live = [i for i in range(len(self.units)) if self._validate_unit(i)]
-        # Hashed before the account locks are taken, to keep the time they are held short.
-        self.fingerprints = {id(r): r.fingerprint() for i in live for r in self.units[i]}
         self._load_pendings(live)
-        self._lock_accounts(live)
+        self._lock_accounts(live)  # on PostgreSQL it hashes the requests while the server locks
+        if not self.fingerprints:
+            self._hash_requests(live)
         self.now = clock.now()  # after the locks, so entry times follow commit order
         self.now_iso = self.now.isoformat()
         self._load_existing(live)
@@ -834,6 +834,9 @@ class _Batch:
             return [leg.account_id for leg in request.legs]
         return [e.account_id for e in self.pending_entries.get(request.pending_id, [])]
 
+    def _hash_requests(self, live: list[int]) -> None:
+        self.fingerprints = {id(r): r.fingerprint() for i in live for r in self.units[i]}
+
     def _lock_accounts(self, live: list[int]) -> None:
         ids = sorted(
             {a for i in live for r in self.units[i] for a in self._account_ids(r)}, key=_uuid_int
@@ -850,6 +853,9 @@ class _Batch:
                 with connection.connection.pipeline():
                     locking.execute(_PG_LOCK_ACCOUNTS, [ids], prepare=True)
                     reading.execute(_PG_EXISTING_KEYS, [keys], prepare=True)
+                    # Sent; the requests are hashed here while the server takes the locks
+                    # (no longer than it takes them, so the locks are not held longer).
+                    self._hash_requests(live)
                 rows = locking.fetchall()
                 found = [_NewTransfer(*row) for row in reading.fetchall()]
             self.accounts = {row[0]: _AccountState(*row) for row in rows}  # type: ignore[misc]
