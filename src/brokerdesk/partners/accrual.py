@@ -54,7 +54,7 @@ from brokerdesk.ledger.models import Bucket, OwnerType
 from brokerdesk.partners import hierarchy, rules
 from brokerdesk.partners.deals import ClosedDeal, closed_deal_of, deal_extras
 from brokerdesk.partners.events import CommissionAccrued, CommissionPaid, CommissionsAccrued
-from brokerdesk.partners.hierarchy import any_of
+from brokerdesk.partners.hierarchy import any_of, array_literal
 from brokerdesk.partners.models import (
     IB,
     Accrual,
@@ -206,6 +206,12 @@ class _Batch:
         self.deals = deals
         self.facts_provider = facts
         self.now = clock.now()
+        # timestamps go into the rows as ISO text on PostgreSQL (formatted once per deal or
+        # batch rather than by COPY per row and column); the other engines take datetimes
+        self.stamp: Callable[[datetime | None], Any] = (
+            _iso if connection.vendor == "postgresql" else _same
+        )
+        self.now_value = self.stamp(self.now)
         self.ids = _Ids()
         self.uuids: dict[UUID, str] = {}
         self.records: list[tuple[Any, ...]] = []
@@ -214,6 +220,7 @@ class _Batch:
         self.cpa_computations: dict[str, str] = {}
         self.sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.sources: dict[str, set[str]] = defaultdict(set)
+        self.counts: dict[str, int] = defaultdict(int)  # accrual rows per currency
         self.period_volume: dict[tuple[UUID, date], int] = {}
         self.period_delta: dict[tuple[UUID, date], int] = defaultdict(int)
         self.client_delta: dict[UUID, list[int]] = defaultdict(lambda: [0, 0])
@@ -298,8 +305,8 @@ class _Batch:
                 version_id,
                 rule,
                 detail,
-                when,
-                self.now,
+                self.stamp(when),
+                self.now_value,
             )
         )
 
@@ -415,7 +422,8 @@ class _Batch:
         client_delta = self.client_delta
         records = self.records
         ib_currency = self.ib_currency
-        now = self.now
+        stamp = self.stamp
+        now = self.now_value
         periods: dict[tuple[int, int], date] = {}
         extras_none = json.dumps({})
         for deal in fresh:
@@ -528,7 +536,7 @@ class _Batch:
                         deal.deal,
                         u(client_id) if client_id else None,
                         u(ib_id) if ib_id else None,
-                        when,
+                        stamp(when),
                         deal.symbol,
                         deal.volume,
                         deal.profit,
@@ -537,7 +545,7 @@ class _Batch:
                         deal.currency,
                         deal.group,
                         deal.position_id,
-                        deal.opened_at,
+                        stamp(deal.opened_at),
                         extras_none if not (extras := deal_extras(deal)) else json.dumps(extras),
                         now,
                         tier_volume,
@@ -565,14 +573,18 @@ class _Batch:
         client = self.u(client_id)
         version = plan.id
         hold_bps = plan.holdback_bps
-        release = when + plan.holdback
+        release = self.stamp(when + plan.holdback) if hold_bps else None
         day = when.date()
-        now = self.now
+        now = self.now_value
+        at = self.stamp(when)
+        accrued = S.ACCRUED
         sums = self.sums[currency]
         self.sources[currency].add(source_key)
         daily = self.daily
-        accruals = self.accruals
+        append = self.accruals.append
         ids = self.ids
+        fixed, make = (computation, None) if isinstance(computation, str) else ("", computation)
+        rows = 0
         for level, bps, amount, remainder in rules.split_numerator(
             numerator, plan.rules.overrides, len(chain) - 1
         ):
@@ -597,37 +609,64 @@ class _Batch:
                 row[0] += 1
                 row[1] += volume
             held = amount * hold_bps // rules.BPS
-            for part, value in (("main", amount - held), ("holdback", held)):
-                if value <= 0:
-                    continue
-                main = part == "main"
-                accruals.append(
+            main_part = amount - held
+            if main_part > 0:
+                append(
                     (
                         ids(),
                         source_key,
                         kind,
-                        part,
+                        "main",
                         earner,
                         level,
                         deal_key,
                         client,
                         version,
                         currency,
-                        value,
-                        remainder if main else 0,
-                        volume if main else 0,
-                        computation
-                        if isinstance(computation, str)
-                        else computation(level, bps, amount, remainder, part, value),
-                        S.ACCRUED,
-                        None if main else release,
-                        when,
+                        main_part,
+                        remainder,
+                        volume,
+                        fixed
+                        if make is None
+                        else make(level, bps, amount, remainder, "main", main_part),
+                        accrued,
+                        None,
+                        at,
                         now,
                         now,
                     )
                 )
-                row[2] += value
-                sums[earner] += value
+                rows += 1
+            if held > 0:
+                append(
+                    (
+                        ids(),
+                        source_key,
+                        kind,
+                        "holdback",
+                        earner,
+                        level,
+                        deal_key,
+                        client,
+                        version,
+                        currency,
+                        held,
+                        0,
+                        0,
+                        fixed
+                        if make is None
+                        else make(level, bps, amount, remainder, "holdback", held),
+                        accrued,
+                        release,
+                        at,
+                        now,
+                        now,
+                    )
+                )
+                rows += 1
+            row[2] += amount
+            sums[earner] += amount
+        self.counts[currency] += rows
 
     def _cpa(
         self, book: PlanBook, uplines: dict[UUID, list[hierarchy.TreeNode]], status: dict[UUID, str]
@@ -731,7 +770,7 @@ class _Batch:
                             ),
                         ),
                         metadata={
-                            "accruals": sum(1 for a in self.accruals if a[9] == currency),
+                            "accruals": self.counts[currency],
                             "deals": len(self.records),
                         },
                     )
@@ -814,6 +853,15 @@ _ACCOUNTS_LOCK = threading.Lock()
 def _forget_accounts() -> None:
     with _ACCOUNTS_LOCK:
         _ACCOUNTS.clear()
+
+
+def _iso(value: datetime | None) -> str | None:
+    """A timestamp as ISO 8601 text (what PostgreSQL's COPY reads)."""
+    return None if value is None else value.isoformat()
+
+
+def _same(value: datetime | None) -> datetime | None:
+    return value
 
 
 def _accrued_event(a: Accrual) -> CommissionAccrued:
@@ -914,18 +962,19 @@ def upsert_add(
     head = f"INSERT INTO {qn(table)} ({', '.join(qn(c) for c in columns)}) "
     tail = f" ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(updates)}"
     if connection.vendor == "postgresql":
-        arrays = [[row[i] for row in ordered] for i in range(len(fields))]
-        arrays += [[value] * len(ordered) for _, value in sets]
-        types = [str(f.db_type(connection)) for f in (*fields, *set_fields)]
-        unnest = ", ".join(f"%b::{t.split('(')[0]}[]" for t in types)
+        arrays: list[Any] = [array_literal([row[i] for row in ordered]) for i in range(len(fields))]
+        types = [str(f.db_type(connection)).split("(")[0] for f in (*fields, *set_fields)]
+        unnest = ", ".join(f"%s::{t}[]" for t in types[: len(fields)])
+        scalars = "".join(f", %s::{t}" for t in types[len(fields) :])
         order = ", ".join(str(i + 1) for i in range(len(keys)))
         connection.ensure_connection()
-        # a server-binding cursor: the arrays travel as binary parameters (Django's client-side
-        # binding would quote every element into the statement's text)
+        # a server-binding cursor: each column travels as one array parameter (Django's
+        # client-side binding would quote every element into the statement's text)
         with psycopg.Cursor(connection.connection) as raw:
             raw.execute(
-                f"{head}SELECT * FROM unnest({unnest}) ORDER BY {order}{tail}",  # noqa: S608
-                arrays,
+                f"{head}SELECT u.*{scalars} FROM unnest({unnest}) AS u "  # noqa: S608
+                f"ORDER BY {order}{tail}",
+                [*(value for _, value in sets), *arrays],  # in the order of the text
             )
         return len(ordered)
     with connection.cursor() as cursor:

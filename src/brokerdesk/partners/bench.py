@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-ACCRUAL_BATCH = 5000  # = the ``partners.accrue_deals`` consumer's batch_size
+ACCRUAL_BATCH = 20_000  # = the ``partners.accrue_deals`` consumer's batch_size
 
 
 def _setup_django() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -42,9 +43,9 @@ class ClosedDeal:
     spread_revenue: int | None = None  # broker's spread income on the deal, when known
     bonus_cost: int = 0  # bonus cost attributable to the deal, when known
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """The deal's identity across redeliveries: ``server:deal``."""
+        """The deal's identity across redeliveries: ``server:deal`` (made once per object)."""
         return f"{self.server}:{self.deal}"
 
     @property

@@ -9,6 +9,7 @@ build a cycle.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -243,17 +244,44 @@ def is_within(ancestor_id: UUID | str, descendant_id: UUID | str) -> bool:
     ).exists()
 
 
+_ARRAY_SPECIAL = re.compile(r'[{}"\\\s]')
+
+
+def array_literal(values: list[Any]) -> str | list[Any]:
+    """Values as one PostgreSQL array literal (``{a,b,c}``), built by ``str.join`` rather than
+    by the driver element by element; values whose text needs it are quoted. A list holding
+    ``None`` is returned as it is (for the driver to dump)."""
+    if any(v is None for v in values):
+        return values
+    if not values:
+        return "{}"
+    texts = list(map(str, values))
+    joined = ",".join(texts)
+    if (
+        all(texts)
+        and joined.count(",") == len(texts) - 1
+        and not _ARRAY_SPECIAL.search(joined)
+        and "NULL" not in joined.upper()
+    ):
+        return "{" + joined + "}"
+    quoted = (t.replace("\\", "\\\\").replace('"', '\\"') for t in texts)
+    return '{"' + '","'.join(quoted) + '"}'
+
+
 def any_of(qs: QuerySet[M], name: str, values: Iterable[Any]) -> QuerySet[M]:
     """``qs`` filtered to rows whose ``name`` is among ``values``: ``= ANY(array)`` on
-    PostgreSQL (one parameter however many values: thousands of ids per accrual batch),
-    ``IN`` elsewhere."""
+    PostgreSQL (one parameter however many values — thousands of ids per accrual batch —
+    sent as one array literal), ``IN`` elsewhere."""
     wanted = list(values)
     if connection.vendor != "postgresql":
         return qs.filter(**{f"{name}__in": wanted})
     qn = connection.ops.quote_name
-    column = qs.model._meta.get_field(name).column  # type: ignore[union-attr]
-    where = f"{qn(qs.model._meta.db_table)}.{qn(str(column))} = ANY(%s)"
-    return qs.extra(where=[where], params=[wanted])  # noqa: S610 - names from the model
+    field = qs.model._meta.get_field(name)
+    column = field.column  # type: ignore[union-attr]
+    kind = str(field.db_type(connection)).split("(")[0]  # type: ignore[union-attr]
+    where = f"{qn(qs.model._meta.db_table)}.{qn(str(column))} = ANY(%s::{kind}[])"
+    params = [array_literal(wanted)]
+    return qs.extra(where=[where], params=params)  # noqa: S610 - names from the model
 
 
 def uplines(ib_ids: list[UUID], max_depth: int) -> dict[UUID, list[TreeNode]]:

@@ -813,11 +813,12 @@ def batch_totals(payload: dict[str, Any]) -> list[BatchTotal]:
 
 
 def orphan_rows() -> int:
-    """Accrual-engine rows whose IB, deal or plan version does not exist (0 when consistent:
-    those references carry no database constraint, see ``partners.models``)."""
+    """Accrual-engine rows whose IB, deal, plan version, payout or adjusted accrual does not
+    exist (0 when consistent: those references carry no database constraint, see
+    ``partners.models``)."""
     from django.db.models import Exists, OuterRef
 
-    from brokerdesk.partners.models import PlanVersion
+    from brokerdesk.partners.models import IBPeriodVolume, Payout, PlanVersion
 
     def missing(model: Any, ref: str, target: Any, key: str = "pk") -> int:
         absent = ~Exists(target.objects.filter(**{key: OuterRef(ref)}))
@@ -830,7 +831,11 @@ def orphan_rows() -> int:
         + missing(Exclusion, "ib_id", IB)
         + missing(Exclusion, "deal_id", DealRecord)
         + missing(Exclusion, "plan_version_id", PlanVersion)
+        + missing(Accrual, "payout_id", Payout)
+        + missing(Accrual, "adjusts_id", Accrual)
         + missing(DealRecord, "ib_id", IB)
+        + missing(IBDailyActivity, "ib_id", IB)
+        + missing(IBPeriodVolume, "ib_id", IB)
     )
 
 
