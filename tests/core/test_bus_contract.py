@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -136,3 +137,20 @@ def test_redis_packs_messages_into_entries_and_readers_unpack_them(bus_factory, 
     assert [d.message for d in again] == sent[:3] and {d.attempts for d in again} == {2}
     reader.ack(stream, "g", again)
     assert reader.depth(stream, "g").pending == 0
+
+
+def test_redis_packs_and_reads_by_items_a_batch_message_counting_as_many(bus_factory, stream: str):
+    # Given a batch message of 8 items (the bridge's columnar deals) and five plain messages,
+    writer = bus_factory("redis", pack=10)
+    batch = dataclasses.replace(message(stream, 0), headers={"items": "8"})
+    singles = [message(stream, n) for n in range(1, 6)]
+    writer.publish([batch, *singles])
+    # the entries hold at most 10 items: [batch, 1, 2] and [3, 4, 5],
+    assert isinstance(writer, RedisStreamsBus)
+    assert writer.client.xlen(writer.key(stream)) == 2
+    # and a read of 10 items returns one entry, not 10 entries of up to 10 items each.
+    reader = bus_factory("redis", like=writer)
+    first = reader.read(stream, "g", "c", count=10, block_ms=1000)
+    assert [d.message for d in first] == [batch, *singles[:2]]
+    rest = reader.read(stream, "g", "c", count=100, block_ms=1000)
+    assert [d.message for d in rest] == singles[2:]

@@ -385,3 +385,24 @@ def test_a_keyed_consumer_skips_the_processed_id_bookkeeping():
 
     assert len(seen) == 3
     assert not ProcessedEvent.objects.filter(consumer=spec.name).exists()
+
+
+def test_consumer_loops_keep_a_healthy_connection_and_drop_a_broken_one() -> None:
+    from django.db import connection
+
+    from brokerdesk.core.consumers import close_broken_connections
+
+    # A connection past CONN_MAX_AGE, which close_old_connections() would close (the loops
+    # used to open a new backend each time), is kept while it works.
+    connection.ensure_connection()
+    raw = connection.connection
+    connection.close_at = time.monotonic() - 1
+    close_broken_connections()
+    assert connection.connection is raw
+    if connection.vendor == "postgresql":  # SQLite's connections do not break
+        connection.errors_occurred = True
+        raw.close()  # the server went away under a failed statement
+        close_broken_connections()
+        assert connection.connection is None
+        connection.ensure_connection()
+        assert connection.is_usable()

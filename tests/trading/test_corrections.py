@@ -300,6 +300,31 @@ def test_a_snapshot_without_the_server_clock_closes_every_missing_position() -> 
     assert summary().open_pl == 0 and summary().equity == summary().balance
 
 
+def test_a_position_named_after_the_snapshot_in_a_columnar_batch_stays_open() -> None:
+    from brokerdesk.trading.bridge import BridgeConfig
+
+    apply_messages([deposit(), position_event(pos(9, -100, 10))])
+    # No server clock: only "mentioned later in the same batch" keeps 12 open.
+    snapshot = positions_snapshot_message(BRIDGE, [pos(11, -30, 20)], T0 + 25)
+    batching = Bridge(
+        "live",
+        _NoPort(),  # type: ignore[arg-type]
+        lambda m: None,
+        MemoryCheckpointStore(),
+        BridgeConfig(batch_rows=500),
+    )
+    live = batching._batch_messages(
+        [PlatformEvent(EventKind.POSITION_ADD, pos(12, 5, 30, created=30), T0 + 30)], "live"
+    )
+    assert [m.type for m in live] == ["platform.positions"]
+    apply_messages([snapshot, *live])
+    open_now = {
+        p.position: p.profit for p in TradingPosition.objects.filter(server="live", closed=False)
+    }
+    assert open_now == {11: -30, 12: 5}
+    assert TradingPosition.objects.get(server="live", position=9).closed
+
+
 def test_an_account_snapshot_of_the_resync_sets_the_margin_figures() -> None:
     apply_messages([deposit()])
     state = AccountState(LOGIN, 2, 100_000, 0, 99_000, 2_000, 97_000, 495_000)

@@ -207,3 +207,169 @@ def test_the_consumer_runner_batches_and_records_processed_ids(runner_spec) -> N
         bus.close()
     assert TradingDeal.objects.count() == 5
     assert summary().balance == EXPECTED_BALANCE
+
+
+# --- columnar batches (the bridge on Redis Streams) --------------------------------------------
+
+
+def test_batch_columns_are_the_table_columns_in_order() -> None:
+    # The consumer copies a batch row into the table row by position.
+    from brokerdesk.trading.bridge import DEAL_BATCH_COLUMNS, POSITION_BATCH_COLUMNS
+    from brokerdesk.trading.ingest import DEAL_COLUMNS, POSITION_COLUMNS
+
+    assert (DEAL_COLUMNS[1], *DEAL_COLUMNS[3:-1]) == DEAL_BATCH_COLUMNS
+    assert POSITION_COLUMNS[1:] == POSITION_BATCH_COLUMNS
+
+
+ACTIONS = [
+    DealAction.DEAL_BUY,
+    DealAction.DEAL_SELL,
+    DealAction.DEAL_BALANCE,
+    DealAction.DEAL_CREDIT,
+    DealAction.DEAL_BUY_CANCELED,
+]
+
+
+def noisy_events(seed: int) -> list[PlatformEvent]:
+    """Deals of every kind and position events for four logins, 10 % sent twice, shuffled
+    locally (what the platform's duplicate and reorder faults do)."""
+    rng = random.Random(seed)
+    events: list[PlatformEvent] = []
+    for ticket in range(100, 400):
+        login = 7001 + rng.randrange(4)
+        action = rng.choice(ACTIONS)
+        entry = rng.choice([DealEntry.ENTRY_IN, DealEntry.ENTRY_OUT, DealEntry.ENTRY_INOUT])
+        d = Deal(
+            deal=ticket,
+            login=login,
+            action=action,
+            entry=entry,
+            time_msc=T0 + ticket * 10,
+            currency_digits=2,
+            profit=rng.randrange(-5000, 5000),
+            commission=-rng.randrange(0, 500),
+            storage=rng.randrange(-50, 50),
+            fee=-rng.randrange(0, 3),
+            order=ticket + 9000,
+            position_id=ticket // 3,
+            symbol="EURUSD",
+            volume=rng.randrange(1, 5) * 1000,
+            volume_closed=1000 if entry != DealEntry.ENTRY_IN else 0,
+            price=108_500 + rng.randrange(-90, 90),
+            digits=5,
+            contract_size=100_000,
+            comment=f"c{ticket}",
+        )
+        events.append(PlatformEvent(EventKind.DEAL_ADD, d, d.time_msc))
+        if action in (DealAction.DEAL_BUY, DealAction.DEAL_SELL):
+            kind = rng.choice(
+                [EventKind.POSITION_ADD, EventKind.POSITION_UPDATE, EventKind.POSITION_DELETE]
+            )
+            p = Position(
+                position=ticket // 3,
+                login=login,
+                symbol="EURUSD",
+                action=PositionAction.POSITION_BUY,
+                volume=1000,
+                volume_ext=10_000_000,
+                price_open=108_500,
+                price_current=108_400 + rng.randrange(200),
+                digits=5,
+                contract_size=100_000,
+                profit=rng.randrange(-900, 900),
+                storage=-rng.randrange(20),
+                currency_digits=2,
+                time_create_msc=T0,
+                time_update_msc=T0 + ticket * 10 + rng.randrange(3),
+            )
+            events.append(PlatformEvent(kind, p, p.time_update_msc))
+    noisy = [e for e in events for _ in range(2 if rng.random() < 0.1 else 1)]
+    for i in range(0, len(noisy) - 5, 5):
+        window = noisy[i : i + 5]
+        rng.shuffle(window)
+        noisy[i : i + 5] = window
+    return noisy
+
+
+def stored_state(server: str) -> dict[str, object]:
+    deals = sorted(
+        TradingDeal.objects.filter(server=server).values_list(
+            "deal", "time", "time_msc", "login", "action", "entry", "reason", "order",
+            "position_id", "symbol", "volume", "volume_ext", "volume_closed",
+            "volume_closed_ext", "price", "digits", "contract_size", "currency_digits",
+            "profit", "commission", "storage", "fee", "comment", "external_id",
+        )
+    )  # fmt: skip
+    summaries = sorted(
+        AccountSummary.objects.filter(server=server).values_list(
+            "login", "balance", "credit", "deals", "last_deal_ticket", "last_deal_time_msc",
+            "open_pl", "equity", "currency_digits",
+        )
+    )  # fmt: skip
+    positions = sorted(
+        TradingPosition.objects.filter(server=server).values_list(
+            "position", "login", "volume", "price_current", "profit", "storage", "closed",
+            "time_update_msc",
+        )
+    )  # fmt: skip
+    closed = sorted(
+        (
+            {k: v for k, v in e.payload.items() if k != "server"}
+            for e in OutboxEvent.objects.filter(type="trading.deal_closed")
+            if e.payload["server"] == server
+        ),
+        key=lambda p: p["deal"],
+    )
+    return {"deals": deals, "summaries": summaries, "positions": positions, "closed": closed}
+
+
+def test_columnar_batches_store_the_same_as_one_message_per_event() -> None:
+    from brokerdesk.trading.bridge import BridgeConfig
+
+    # Given the same noisy events published one message each and as columnar batches,
+    events = noisy_events(seed=8)
+    batching = Bridge(
+        "cols",
+        _NoPort(),
+        lambda m: None,
+        MemoryCheckpointStore(),
+        BridgeConfig(batch_rows=40),  # type: ignore[arg-type]
+    )
+    for i in range(0, len(events), 97):
+        chunk = events[i : i + 97]
+        apply_messages([to_message(e, "one") for e in chunk])
+        batches = batching._batch_messages(chunk, "live")
+        assert {m.type for m in batches} == {"platform.deals", "platform.positions"}
+        assert all(len(m.payload["rows"]) <= 40 for m in batches)
+        apply_messages(batches)
+        apply_messages(batches[::-1])  # redelivered, in another order: a no-op
+    # then both ways store the same deals, summaries, positions and deal_closed events.
+    one, cols = stored_state("one"), stored_state("cols")
+    assert len(one["deals"]) == 300  # type: ignore[arg-type]
+    assert one == cols
+
+
+def test_a_batch_in_another_column_order_is_read_by_name() -> None:
+    from brokerdesk.trading.bridge import DEAL_BATCH_COLUMNS
+
+    d = Deal(
+        deal=5, login=7001, action=DealAction.DEAL_SELL, entry=DealEntry.ENTRY_OUT,
+        time_msc=T0 + 5, currency_digits=2, profit=1200, commission=-35, volume=1000,
+        volume_closed=1000, symbol="EURUSD",
+    )  # fmt: skip
+    columns = list(reversed(DEAL_BATCH_COLUMNS))
+    values = {
+        k: int(v) if k in ("action", "entry", "reason") else v for k, v in d.to_dict().items()
+    }
+    message = Message(
+        event_id=str(uuid.uuid4()),
+        stream="platform.live",
+        type="platform.deals",
+        payload={"server": "live", "columns": columns, "rows": [[values[c] for c in columns]]},
+        occurred_at="2026-01-01T00:00:00+00:00",
+    )
+    apply_messages([message, deal(5)])  # the same ticket again, one message: a duplicate
+    stored = TradingDeal.objects.get(server="live", deal=5)
+    assert (stored.profit, stored.entry, stored.volume_closed) == (1200, 1, 1000)
+    assert summary().balance == 1200 - 35
+    assert OutboxEvent.objects.filter(type="trading.deal_closed").count() == 1

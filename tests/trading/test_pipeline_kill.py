@@ -51,7 +51,8 @@ def test_sigkill_of_worker_and_bridge_mid_stream_loses_and_duplicates_nothing(
         pipe.start_worker()
         wait_for_count(pipe.server, before + 2 * rate, timeout=120)
         produced = pipe.stop_production()
-        assert pipe.wait_stored(produced, timeout=240)  # generous: CI runs two suites at once
+        # generous: CI runs two suites at once; on failure, show how many are lost or extra
+        assert pipe.wait_stored(produced, timeout=240), pipe.compare()
         time.sleep(0.5)  # anything still in flight would show up as a duplicate or extra
         # then the stored deals are exactly the simulator's log,
         result = pipe.compare()

@@ -113,3 +113,47 @@ def test_an_mt5_deal_converts_to_integers_and_round_trips_as_json() -> None:
     data = deal.to_dict()
     assert all(isinstance(v, int | str) for v in data.values())
     assert Deal.from_dict(data) == deal
+
+
+def test_wire_dicts_convert_exactly_like_mt5_objects() -> None:
+    # The simulator's pushed dicts take a fast path; MT5 objects (attributes) the general one.
+    import random
+    from types import SimpleNamespace
+
+    from brokerdesk.trading.platform.mt5_fields import position_from_mt5
+
+    rng = random.Random(4)
+
+    def money() -> float | int:
+        return rng.choice(
+            [
+                0.0,
+                -0.0,
+                round(rng.uniform(-1e4, 1e4), 2),
+                rng.randrange(-999, 999) + 0.005,  # a half cent: rounded half-even
+                rng.randrange(-99, 99) / 8,
+                rng.uniform(-1e13, 1e13),  # beyond the float fast path when scaled
+                rng.randrange(-50, 50),  # an int, as some platforms send
+            ]
+        )
+
+    for _ in range(3000):
+        cd, digits = rng.choice([0, 2, 3]), rng.choice([0, 2, 3, 5])
+        deal_wire = {
+            "Deal": rng.randrange(1, 10**9), "Login": rng.randrange(1, 10**6),
+            "Action": rng.choice([0, 1, 2, 3]), "Entry": rng.choice([0, 1, 2, 3]),
+            "TimeMsc": rng.randrange(0, 2 * 10**12), "DigitsCurrency": cd, "Digits": digits,
+            "Profit": money(), "Commission": money(), "Storage": money(), "Fee": money(),
+            "Price": abs(money()), "Volume": rng.randrange(0, 10**6), "Symbol": "EURUSD",
+            "ContractSize": 100000.0, "Comment": rng.choice(["", "x"]), "Reason": 3,
+        }  # fmt: skip
+        assert deal_from_mt5(deal_wire) == deal_from_mt5(SimpleNamespace(**deal_wire))
+        position_wire = {
+            "Position": rng.randrange(1, 10**9), "Login": 7, "Symbol": "XAUUSD",
+            "Action": rng.choice([0, 1]), "Volume": 100, "Digits": digits,
+            "PriceOpen": abs(money()), "PriceCurrent": abs(money()), "ContractSize": 100.0,
+            "Profit": money(), "Storage": money(), "TimeUpdateMsc": 5,
+        }  # fmt: skip
+        assert position_from_mt5(position_wire, cd) == position_from_mt5(
+            SimpleNamespace(**position_wire), cd
+        )

@@ -195,6 +195,32 @@ def test_reorder_fault_swaps_events_without_losing_any(quiet_sim) -> None:  # ty
     assert len(tickets) == len(set(tickets))
 
 
+def test_reorder_fault_releases_the_last_held_event_when_the_stream_goes_quiet(quiet_sim) -> None:  # type: ignore[no-untyped-def]
+    # Every event is held back behind later ones; the subscriber sends nothing after the
+    # burst and the fault stays on. The last event held must still arrive: it used to wait for
+    # an event that never came (the pipeline SIGKILL test then waited 240 s for one deal).
+    events, handler = collector()
+    subscriber = SimulatorAdapter("sub", port=quiet_sim.port)
+    subscriber.subscribe(handler)  # type: ignore[arg-type]
+    subscriber.connect()
+    operator = SimulatorAdapter("op", port=quiet_sim.port)
+    operator.connect()
+    try:
+        operator.control("faults", reorder=1.0)
+        start = operator.control("stats")["last_ticket"]
+        operator.control("activity", deals=40)
+        end = operator.control("stats")["last_ticket"]
+
+        def tickets() -> list[int]:
+            return [e.data.deal for e in events if e.kind == EventKind.DEAL_ADD]  # type: ignore[union-attr]
+
+        assert wait_for(lambda: set(tickets()) >= set(range(start + 1, end + 1)), timeout=10)
+        assert tickets() != sorted(tickets())  # still reordered
+    finally:
+        operator.disconnect()
+        subscriber.disconnect()
+
+
 def test_drop_fault_cuts_the_connection_mid_stream(quiet_sim) -> None:  # type: ignore[no-untyped-def]
     events, handler = collector()
     port = SimulatorAdapter("t", port=quiet_sim.port)

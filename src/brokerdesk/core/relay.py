@@ -69,24 +69,28 @@ def relay_once(bus: Bus, batch_size: int = 500) -> int:
 
 def _relay_pg(bus: Bus, batch_size: int) -> list[str]:
     """``relay_once`` on PostgreSQL without model instances (thousands of events a second
-    from the trading ingest): read the rows as tuples, publish, stamp them in one ``UPDATE``
-    from arrays. Returns the stream of each relayed row."""
+    from the trading ingest): stamp the oldest unrelayed rows with their ``seq`` and read
+    them back in ONE ``UPDATE … RETURNING`` (one pass over the rows instead of a read and an
+    update by id), publish them in ``seq`` order; the caller's transaction commits the stamps
+    only after the bus took them. Returns the stream of each relayed row."""
     with bulk.pg_cursor() as cursor:
-        cursor.execute(
-            "SELECT id, stream, type, version, aggregate_id, payload::text, occurred_at "
-            "FROM core_outboxevent WHERE relayed_at IS NULL ORDER BY id LIMIT %s",
-            [batch_size],
-        )
-        rows = cursor.fetchall()
-        if not rows:
-            return []
         cursor.execute("SELECT coalesce(max(seq), 0) FROM core_outboxevent")
         last_seq = int(cursor.fetchone()[0])  # type: ignore[index]
-        seqs = list(range(last_seq + 1, last_seq + 1 + len(rows)))
+        cursor.execute(
+            "UPDATE core_outboxevent o SET seq = %s + u.rn, relayed_at = %s FROM ("
+            "SELECT id, row_number() OVER (ORDER BY id) AS rn FROM core_outboxevent "
+            "WHERE relayed_at IS NULL ORDER BY id LIMIT %s) u WHERE o.id = u.id "
+            "RETURNING o.seq, o.id::text, o.stream, o.type, o.version, o.aggregate_id, "
+            "o.payload::text, o.occurred_at",
+            [last_seq, clock.now(), batch_size],
+        )
+        rows = sorted(cursor.fetchall())  # by seq: the order of the ids
+        if not rows:
+            return []
         bus.publish(
             [
                 Message(
-                    event_id=str(event_id),
+                    event_id=event_id,
                     stream=stream,
                     type=type_,
                     payload=orjson.loads(payload),
@@ -96,6 +100,7 @@ def _relay_pg(bus: Bus, batch_size: int) -> list[str]:
                     headers={"seq": str(seq)},
                 )
                 for (
+                    seq,
                     event_id,
                     stream,
                     type_,
@@ -103,15 +108,10 @@ def _relay_pg(bus: Bus, batch_size: int) -> list[str]:
                     aggregate_id,
                     payload,
                     occurred_at,
-                ), seq in zip(rows, seqs, strict=True)
+                ) in rows
             ]
         )
-        cursor.execute(
-            "UPDATE core_outboxevent o SET seq = u.seq, relayed_at = %s "
-            "FROM unnest(%s::uuid[], %s::bigint[]) AS u(id, seq) WHERE o.id = u.id",
-            [clock.now(), [row[0] for row in rows], seqs],
-        )
-    return [row[1] for row in rows]
+    return [row[2] for row in rows]
 
 
 def relay_all(bus: Bus, batch_size: int = 500) -> int:

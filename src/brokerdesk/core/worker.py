@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 import structlog
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from brokerdesk.core.bus.base import Bus
 from brokerdesk.core.consumers import (
     BatchResult,
     Consumer,
     ConsumerRunner,
+    close_broken_connections,
     observe_depth,
     registered,
 )
@@ -34,7 +35,7 @@ def relay_loop(
 ) -> None:
     """Relay until ``stop``; sleep ``interval_s`` whenever the outbox is empty."""
     while not stop.is_set():
-        close_old_connections()
+        close_broken_connections()  # keep a healthy connection: no new backend per batch
         try:
             if relay_once(bus, batch_size) < batch_size:
                 unrelayed_count()

@@ -422,8 +422,9 @@ def consumer_stage(deals: int, logins: int = 500) -> dict[str, Any]:
     the bus, handled in-process by ``trading.ingest``'s runner (same batches, same transaction
     and processed-id bookkeeping). Measures the stage, not the pipeline."""
     from brokerdesk.core.bus.factory import get_bus
+    from brokerdesk.core.bus.redis_streams import RedisStreamsBus
     from brokerdesk.core.consumers import ConsumerRunner, register, unregister
-    from brokerdesk.trading.bridge import Bridge, MemoryCheckpointStore
+    from brokerdesk.trading.bridge import Bridge, BridgeConfig, MemoryCheckpointStore
     from brokerdesk.trading.consumers import INGEST_BATCH_SIZE, INGEST_MAX_WAIT_MS, ingest
     from brokerdesk.trading.management.commands.bridge import BRIDGE_PACK
     from brokerdesk.trading.platform.port import (
@@ -439,38 +440,46 @@ def consumer_stage(deals: int, logins: int = 500) -> dict[str, Any]:
     class _Port:
         server_name = server
 
-    bridge = Bridge(server, _Port(), lambda m: None, MemoryCheckpointStore())  # type: ignore[arg-type]
+    bridge = Bridge(
+        server,
+        _Port(),  # type: ignore[arg-type]
+        lambda m: None,
+        MemoryCheckpointStore(),
+        BridgeConfig(batch_rows=BRIDGE_PACK),  # columnar, as the bridge writes to Redis
+    )
     now = int(time.time() * 1000)
-    messages = [
-        bridge.to_message(
-            PlatformEvent(
-                EventKind.DEAL_ADD,
-                Deal(
-                    deal=1000 + i,
-                    login=500_000 + i % logins,
-                    action=DealAction(i % 2),
-                    entry=DealEntry(i % 2),
-                    time_msc=now + i // 50,
-                    currency_digits=2,
-                    profit=(i % 7 - 3) * 100 if i % 2 else 0,
-                    commission=-35,
-                    symbol="EURUSD",
-                    volume=1000,
-                    volume_ext=10_000_000,
-                    volume_closed=1000 if i % 2 else 0,
-                    price=108_500,
-                    digits=5,
-                    contract_size=100_000,
-                    position_id=5000 + i // 2,
-                    order=900_000 + i,
-                ),
-                now,
+    events = [
+        PlatformEvent(
+            EventKind.DEAL_ADD,
+            Deal(
+                deal=1000 + i,
+                login=500_000 + i % logins,
+                action=DealAction(i % 2),
+                entry=DealEntry(i % 2),
+                time_msc=now + i // 50,
+                currency_digits=2,
+                profit=(i % 7 - 3) * 100 if i % 2 else 0,
+                commission=-35,
+                symbol="EURUSD",
+                volume=1000,
+                volume_ext=10_000_000,
+                volume_closed=1000 if i % 2 else 0,
+                price=108_500,
+                digits=5,
+                contract_size=100_000,
+                position_id=5000 + i // 2,
+                order=900_000 + i,
             ),
-            "live",
+            now,
         )
         for i in range(deals)
     ]
     bus = get_bus(pack=BRIDGE_PACK)  # entries as the bridge writes them
+    messages = (
+        bridge._batch_messages(events, "live")
+        if isinstance(bus, RedisStreamsBus)
+        else [bridge.to_message(e, "live") for e in events]
+    )
     name = f"bench.stage.{server}"
     spec = register(
         name,
@@ -485,12 +494,9 @@ def consumer_stage(deals: int, logins: int = 500) -> dict[str, Any]:
             bus.publish(messages[i : i + 5000])
         runner = ConsumerRunner(bus, spec)
         started = time.perf_counter()
-        done = 0
-        while done < deals:
-            result = runner.run_once(block_ms=100)
-            if not result.delivered:
+        while stored_count(server) < deals:  # a batch message carries many deals
+            if not runner.run_once(block_ms=100).delivered:
                 break
-            done += result.delivered
         elapsed = time.perf_counter() - started
     finally:
         unregister(name)

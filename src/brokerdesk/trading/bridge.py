@@ -8,12 +8,19 @@ once: a deal may be published twice (live and by catch-up); consumers dedupe on
 (server, ticket), and every ``deal.add`` message has the same ``event_id`` each time.
 
 Stream: ``platform.<server>``; message types ``platform.deal.add``, ``platform.position.update``…
+With ``BridgeConfig.batch_rows`` > 0 (the ``brokerdesk bridge`` command on Redis Streams) the
+deals and position events of a published batch travel as columnar messages instead, up to
+``batch_rows`` rows each: ``platform.deals`` (``{"server", "columns": DEAL_BATCH_COLUMNS,
+"rows": [[…], …]}``) and ``platform.positions`` (``POSITION_BATCH_COLUMNS``, ``closed`` 1 for
+a ``position.delete``). No per-deal dict, message, id or timestamp string on either side; the
+consumer dedupes on (server, ticket) as before. Other events stay one message each, in order.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import operator
 import queue
 import random
 import threading
@@ -22,7 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from brokerdesk.core.bus.base import Message
 from brokerdesk.core.ids import new_id
@@ -43,6 +50,60 @@ _NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
 
 
 _MESSAGE_TYPES = {kind: f"platform.{kind.value}" for kind in EventKind}
+
+#: Columnar batch messages (see the module's docstring) and their columns, in the order of
+#: ``trading_deal`` / ``trading_position`` (the consumer copies a row with almost no work).
+DEALS_BATCH = "platform.deals"
+DEAL_BATCH_COLUMNS = (
+    "deal",
+    "time_msc",
+    "login",
+    "action",
+    "entry",
+    "reason",
+    "order",
+    "position_id",
+    "symbol",
+    "volume",
+    "volume_ext",
+    "volume_closed",
+    "volume_closed_ext",
+    "price",
+    "digits",
+    "contract_size",
+    "currency_digits",
+    "profit",
+    "commission",
+    "storage",
+    "fee",
+    "comment",
+    "external_id",
+)
+POSITIONS_BATCH = "platform.positions"
+POSITION_BATCH_COLUMNS = (
+    "position",
+    "login",
+    "symbol",
+    "action",
+    "volume",
+    "price_open",
+    "price_current",
+    "digits",
+    "contract_size",
+    "profit",
+    "storage",
+    "currency_digits",
+    "time_create_msc",
+    "time_update_msc",
+    "closed",
+)
+_deal_values = operator.attrgetter(*DEAL_BATCH_COLUMNS)
+_position_values = operator.attrgetter(*POSITION_BATCH_COLUMNS[:-1])
+_POSITION_KINDS = {
+    EventKind.POSITION_ADD: 0,
+    EventKind.POSITION_UPDATE: 0,
+    EventKind.POSITION_DELETE: 1,
+}
 
 
 def stream_name(server: str) -> str:
@@ -153,6 +214,9 @@ class BridgeConfig:
     catchup_page: int = 10_000
     #: Time overlap for platforms that search deals by time (MT5 ``DealRequestByGroup``).
     catchup_overlap_ms: int = 5 * 60_000
+    #: > 0: publish deals and position events as columnar batch messages of at most this many
+    #: rows (``platform.deals`` / ``platform.positions``); 0: one message per event.
+    batch_rows: int = 0
 
 
 @dataclass
@@ -306,19 +370,91 @@ class Bridge:
         self._publish_events(events, source="catchup")
 
     def _publish_events(self, events: list[PlatformEvent], *, source: str) -> None:
-        messages = [self.to_message(e, source) for e in events]
+        messages = (
+            self._batch_messages(events, source)
+            if self.config.batch_rows > 0
+            else [self.to_message(e, source) for e in events]
+        )
         self.publish(messages)
-        self.stats.published += len(messages)
-        deals = [
-            e.data for e in events if isinstance(e.data, Deal) and e.kind == EventKind.DEAL_ADD
-        ]
-        if deals:
-            top = max(deals, key=lambda d: d.deal)
-            if top.deal > self.checkpoint.last_ticket:
-                self.checkpoint = Checkpoint(
-                    top.deal, max(top.time_msc, self.checkpoint.last_time_msc)
-                )
-                self.store.save(self.server, self.checkpoint)
+        self.stats.published += len(events)
+        top: Deal | None = None
+        for e in events:
+            data = e.data
+            if (
+                e.kind is EventKind.DEAL_ADD
+                and isinstance(data, Deal)
+                and (top is None or data.deal > top.deal)
+            ):
+                top = data
+        if top is not None and top.deal > self.checkpoint.last_ticket:
+            self.checkpoint = Checkpoint(top.deal, max(top.time_msc, self.checkpoint.last_time_msc))
+            self.store.save(self.server, self.checkpoint)
+
+    def _batch_messages(self, events: list[PlatformEvent], source: str) -> list[Message]:
+        """Deals and position events as columnar batches; any other event as its own message,
+        after the batches of what came before it (stream order is kept around it)."""
+        messages: list[Message] = []
+        deals: list[tuple[Any, ...]] = []
+        seen: set[int] = set()
+        positions: list[list[Any]] = []
+        deal_add, deal_values, position_values = EventKind.DEAL_ADD, _deal_values, _position_values
+        for e in events:
+            kind = e.kind
+            if kind is deal_add:
+                data = e.data
+                ticket = data.deal  # type: ignore[union-attr]
+                if ticket not in seen:  # the platform sent it twice: once is enough
+                    seen.add(ticket)
+                    v = deal_values(data)  # action, entry, reason: enums to plain integers
+                    deals.append((*v[:3], int(v[3]), int(v[4]), int(v[5]), *v[6:]))
+            elif kind in _POSITION_KINDS:
+                row = list(position_values(e.data))
+                row[3] = int(row[3])  # action
+                row.append(_POSITION_KINDS[kind])
+                positions.append(row)
+            else:
+                self._flush_batches(messages, deals, positions, source)
+                deals = []
+                positions = []
+                messages.append(self.to_message(e, source))
+        self._flush_batches(messages, deals, positions, source)
+        return messages
+
+    def _flush_batches(
+        self,
+        messages: list[Message],
+        deals: list[tuple[Any, ...]],
+        positions: list[list[Any]],
+        source: str,
+    ) -> None:
+        size = self.config.batch_rows
+        for i in range(0, len(deals), size):
+            rows = deals[i : i + size]
+            oldest = min(r[1] for r in rows)  # time_msc: the batch's lag is its oldest deal's
+            messages.append(self._batch(DEALS_BATCH, DEAL_BATCH_COLUMNS, rows, oldest, source))
+        for i in range(0, len(positions), size):
+            chunk = positions[i : i + size]
+            oldest = min(r[13] for r in chunk)  # time_update_msc
+            messages.append(
+                self._batch(POSITIONS_BATCH, POSITION_BATCH_COLUMNS, chunk, oldest, source)
+            )
+
+    def _batch(
+        self,
+        kind: str,
+        columns: tuple[str, ...],
+        rows: list[Any],
+        occurred_msc: int,
+        source: str,
+    ) -> Message:
+        return Message(
+            event_id=str(new_id()),
+            stream=self.stream,
+            type=kind,
+            payload={"server": self.server, "columns": list(columns), "rows": rows},
+            occurred_at=datetime.fromtimestamp(occurred_msc / 1000, tz=UTC).isoformat(),
+            headers={"server": self.server, "source": source, "items": str(len(rows))},
+        )
 
     def to_message(self, event: PlatformEvent, source: str) -> Message:
         """A platform event as a bus message on this server's stream."""

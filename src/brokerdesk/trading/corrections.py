@@ -411,11 +411,16 @@ def _refresh_equity(keys: Iterable[tuple[str, int]]) -> None:
 def _positions_mentioned(messages: Sequence[Message], server: str) -> set[int]:
     """Positions named by position events after the snapshot in the same batch (newer than
     it: the snapshot must not close a position opened after it was taken)."""
-    return {
-        int(m.payload["position"])
-        for m in messages
-        if m.type.startswith("platform.position.") and m.payload.get("server") == server
-    }
+    named: set[int] = set()
+    for m in messages:
+        if m.payload.get("server") != server:
+            continue
+        if m.type.startswith("platform.position."):
+            named.add(int(m.payload["position"]))
+        elif m.type == "platform.positions":  # the bridge's columnar batch
+            at = list(m.payload["columns"]).index("position")
+            named.update(int(row[at]) for row in m.payload["rows"])
+    return named
 
 
 def _position_row(server: str, p: dict[str, Any]) -> list[Any]:

@@ -30,6 +30,12 @@ from django.db import IntegrityError, connection, transaction
 
 from brokerdesk.core.bus.base import Message
 from brokerdesk.core.events import emit_many
+from brokerdesk.trading.bridge import (
+    DEAL_BATCH_COLUMNS,
+    DEALS_BATCH,
+    POSITION_BATCH_COLUMNS,
+    POSITIONS_BATCH,
+)
 from brokerdesk.trading.corrections import CORRECTION_TYPES, apply_corrections
 from brokerdesk.trading.events import DealClosed
 from brokerdesk.trading.platform.port import AccountState, DealAction, DealEntry
@@ -80,8 +86,21 @@ POSITION_COLUMNS = (
     "time_update_msc",
     "closed",
 )
-CLOSING_ENTRIES = frozenset({DealEntry.ENTRY_OUT, DealEntry.ENTRY_INOUT, DealEntry.ENTRY_OUT_BY})
-TRADE_ACTIONS = frozenset({DealAction.DEAL_BUY, DealAction.DEAL_SELL})
+CLOSING_ENTRIES = frozenset(
+    int(e) for e in (DealEntry.ENTRY_OUT, DealEntry.ENTRY_INOUT, DealEntry.ENTRY_OUT_BY)
+)
+TRADE_ACTIONS = frozenset(int(a) for a in (DealAction.DEAL_BUY, DealAction.DEAL_SELL))
+_CREDIT_ACTIONS = frozenset(
+    int(a) for a in (DealAction.DEAL_CREDIT, DealAction.DEAL_SO_COMPENSATION_CREDIT)
+)
+_CANCELED_ACTIONS = frozenset(
+    int(a) for a in (DealAction.DEAL_BUY_CANCELED, DealAction.DEAL_SELL_CANCELED)
+)
+# Indexes into a deal row (DEAL_COLUMNS order) and a position row (POSITION_COLUMNS order).
+_D = {name: i for i, name in enumerate(DEAL_COLUMNS)}
+_P_UPDATE, _P_CLOSED = POSITION_COLUMNS.index("time_update_msc"), POSITION_COLUMNS.index("closed")
+# The bridge's batch columns are in table order (a batch row is a table row without server,
+# time and ingested_msc): tests/trading/test_ingest.py holds the two layouts together.
 SQLITE_CHUNK = 1000  # rows per statement (SQLite allows 32,766 parameters)
 
 
@@ -121,66 +140,110 @@ def apply_messages(messages: Sequence[Message]) -> IngestResult:
 
 def _apply(messages: Sequence[Message]) -> IngestResult:
     result = IngestResult()
-    deals: dict[tuple[str, int], dict[str, Any]] = {}
-    positions: dict[tuple[str, int], dict[str, Any]] = {}
+    ingested = now_msc()
+    deals: dict[tuple[str, int], list[Any]] = {}  # table rows, first copy of each ticket
+    positions: dict[tuple[str, int], list[Any]] = {}  # table rows, newest state of each
     snapshots: list[tuple[str, dict[str, Any], int]] = []
     users: list[dict[str, Any]] = []
     has_corrections = False  # hook: trading.corrections
     for m in messages:
         kind = m.type
         p = m.payload
-        if kind == "platform.deal.add":
+        if kind == DEALS_BATCH:
+            rows = p["rows"]
+            result.deals_seen += len(rows)
+            for row in _batch_deal_rows(p["server"], p["columns"], rows, ingested):
+                deals.setdefault((row[0], row[1]), row)
+        elif kind == POSITIONS_BATCH:
+            for row in _batch_position_rows(p["server"], p["columns"], p["rows"]):
+                _keep_newest(positions, row)
+        elif kind == "platform.deal.add":
             result.deals_seen += 1
-            deals.setdefault((p["server"], int(p["deal"])), p)
+            key = (p["server"], int(p["deal"]))
+            if key not in deals:
+                deals[key] = _deal_row(p, ingested)
         elif kind.startswith("platform.position."):
-            row = dict(p, closed=kind == "platform.position.delete")
-            key = (p["server"], int(p["position"]))
-            old = positions.get(key)
-            if old is None or (row["time_update_msc"], row["closed"]) >= (
-                old["time_update_msc"],
-                old["closed"],
-            ):
-                positions[key] = row
+            _keep_newest(positions, _position_row(p, kind == "platform.position.delete"))
         elif kind.startswith("platform.account."):
             snapshots.append((p["server"], p, _occurred_msc(m)))
         elif kind in ("platform.user.add", "platform.user.update"):
             users.append(p)
         elif kind in CORRECTION_TYPES:  # hook: dealer corrections, resync snapshots
             has_corrections = True
-    ingested = now_msc()
-    inserted = insert_deals(list(deals.values()), ingested) if deals else []
+    inserted = insert_deal_rows(list(deals.values())) if deals else []
     result.deals_inserted = len(inserted)
     result.deals_duplicate = result.deals_seen - len(inserted)
-    touched: set[tuple[str, int]] = {(d["server"], int(d["login"])) for d in inserted}
-    pos_logins = {(p["server"], int(p["login"])) for p in positions.values()}
+    login = _D["login"]
+    touched: set[tuple[str, int]] = {(r[0], r[login]) for r in inserted}
+    pos_logins = {(r[0], r[2]) for r in positions.values()}
     touched |= pos_logins
     touched |= {(s, int(p["login"])) for s, p, _ in snapshots}
-    if touched:
-        _upsert_summaries(inserted, touched, ingested)
-    if positions:
-        _upsert_positions(list(positions.values()))
-        _refresh_open_pl(pos_logins, ingested)  # and their equity
-        result.positions = len(positions)
+    if connection.vendor == "postgresql":
+        # positions first: the summary upsert computes open P/L and equity from them
+        if positions:
+            _upsert_positions(list(positions.values()))
+        if touched:
+            _upsert_summaries(inserted, touched, ingested)
+    else:
+        if touched:
+            _upsert_summaries(inserted, touched, ingested)
+        if positions:
+            _upsert_positions(list(positions.values()))
+            _refresh_open_pl(pos_logins, ingested)  # and their equity
+        if touched - pos_logins:
+            _refresh_equity(touched - pos_logins)
+    result.positions = len(positions)
     for server, p, at in snapshots:
         apply_account_state(server, _state(p), at, now=ingested)
     result.snapshots = len(snapshots)
-    if touched - pos_logins:
-        _refresh_equity(touched - pos_logins)
     for u in users:
         _apply_user(u)
     result.users = len(users)
-    closed = [
-        d
-        for d in inserted
-        if int(d["entry"]) in CLOSING_ENTRIES and int(d["action"]) in TRADE_ACTIONS
-    ]
+    entry, action = _D["entry"], _D["action"]
+    closed = [r for r in inserted if r[entry] in CLOSING_ENTRIES and r[action] in TRADE_ACTIONS]
     if closed:
-        emit_many([_deal_closed(d) for d in closed])
+        emit_many([_deal_closed(r) for r in closed])
     result.closed_events = len(closed)
     result.logins = touched
     if has_corrections:  # hook: after this batch's deals and positions (trading.corrections)
         apply_corrections(messages)
     return result
+
+
+def _keep_newest(positions: dict[tuple[str, int], list[Any]], row: list[Any]) -> None:
+    """Keep one row per position: the newest update, a delete over an update of its time."""
+    key = (row[0], row[1])
+    old = positions.get(key)
+    if old is None or (row[_P_UPDATE], row[_P_CLOSED]) >= (old[_P_UPDATE], old[_P_CLOSED]):
+        positions[key] = row
+
+
+def _batch_deal_rows(
+    server: str, columns: Sequence[str], rows: list[list[Any]], ingested: int
+) -> Iterable[list[Any]]:
+    """Table rows of a ``platform.deals`` batch (its columns are the table's: one copy)."""
+    if tuple(columns) != DEAL_BATCH_COLUMNS:  # another producer's layout: by name
+        for values in rows:
+            yield _deal_row({**dict(zip(columns, values, strict=True)), "server": server}, ingested)
+        return
+    fromtimestamp = datetime.fromtimestamp
+    for r in rows:
+        yield [server, r[0], fromtimestamp(r[1] / 1000, tz=UTC), *r[1:], ingested]
+
+
+def _batch_position_rows(
+    server: str, columns: Sequence[str], rows: list[list[Any]]
+) -> Iterable[list[Any]]:
+    """Table rows of a ``platform.positions`` batch."""
+    if tuple(columns) != POSITION_BATCH_COLUMNS:
+        for values in rows:
+            p = {**dict(zip(columns, values, strict=True)), "server": server}
+            yield _position_row(p, bool(p.get("closed")))
+        return
+    for r in rows:
+        row = [server, *r]
+        row[_P_CLOSED] = bool(row[_P_CLOSED])
+        yield row
 
 
 def _occurred_msc(m: Message) -> int:
@@ -205,26 +268,27 @@ def _state(p: dict[str, Any]) -> AccountState:
     )
 
 
-def _deal_closed(d: dict[str, Any]) -> DealClosed:
+def _deal_closed(r: list[Any]) -> DealClosed:
+    """The ``trading.deal_closed`` event of a stored deal row."""
     return DealClosed(
-        server=d["server"],
-        login=int(d["login"]),
-        deal=int(d["deal"]),
-        position_id=int(d.get("position_id", 0)),
-        symbol=d.get("symbol", ""),
-        action=int(d["action"]),
-        entry=int(d["entry"]),
-        reason=int(d.get("reason", 0)),
-        volume=int(d.get("volume", 0)),
-        volume_ext=int(d.get("volume_ext", 0)),
-        volume_closed=int(d.get("volume_closed", 0)),
-        volume_closed_ext=int(d.get("volume_closed_ext", 0)),
-        profit=int(d.get("profit", 0)),
-        commission=int(d.get("commission", 0)),
-        storage=int(d.get("storage", 0)),
-        fee=int(d.get("fee", 0)),
-        currency_digits=int(d.get("currency_digits", 2)),
-        time_msc=int(d["time_msc"]),
+        server=r[0],
+        login=r[4],
+        deal=r[1],
+        position_id=r[9],
+        symbol=r[10],
+        action=r[5],
+        entry=r[6],
+        reason=r[7],
+        volume=r[11],
+        volume_ext=r[12],
+        volume_closed=r[13],
+        volume_closed_ext=r[14],
+        profit=r[19],
+        commission=r[20],
+        storage=r[21],
+        fee=r[22],
+        currency_digits=r[18],
+        time_msc=r[3],
     )
 
 
@@ -296,8 +360,9 @@ def _stage(cursor: Any, table: str, columns: Sequence[str], rows: list[list[Any]
             copy.write_row(row)
 
 
-def insert_deals(deals: list[dict[str, Any]], ingested: int) -> list[dict[str, Any]]:
-    """Insert deals once per (server, ticket); return the ones that were new.
+def insert_deal_rows(rows: list[list[Any]]) -> list[list[Any]]:
+    """Insert deal rows (``DEAL_COLUMNS`` order, one per (server, ticket)); return the ones
+    that were new.
 
     PostgreSQL: first a plain ``COPY`` into the table, in key order, inside a savepoint — the
     common case, where no deal of the batch is stored yet, at about half the server's cost of
@@ -306,13 +371,12 @@ def insert_deals(deals: list[dict[str, Any]], ingested: int) -> list[dict[str, A
     RETURNING``) stores exactly the new ones. Key order: concurrent consumers that meet the
     same key wait for each other, they never deadlock.
     """
-    rows = [_deal_row(d, ingested) for d in deals]
     columns = ", ".join(_q(c) for c in DEAL_COLUMNS)
     new_keys: set[tuple[str, int]] = set()
     if connection.vendor == "postgresql":
         rows.sort(key=_ROW_KEY)
         if _copy_all_new(rows, columns):
-            return deals
+            return rows
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             _stage(cursor, "trading_deal", DEAL_COLUMNS, rows)
@@ -330,8 +394,8 @@ def insert_deals(deals: list[dict[str, Any]], ingested: int) -> list[dict[str, A
                 marks = "(" + ", ".join(["%s"] * len(DEAL_COLUMNS)) + ")"
                 params: list[Any] = []
                 for row in chunk:
-                    row[2] = adapt(row[2])
                     params.extend(row)
+                    params[-len(row) + 2] = adapt(row[2])
                 cursor.execute(
                     f"INSERT INTO trading_deal ({columns}) VALUES "  # noqa: S608
                     + ", ".join([marks] * len(chunk))
@@ -339,7 +403,7 @@ def insert_deals(deals: list[dict[str, Any]], ingested: int) -> list[dict[str, A
                     params,
                 )
                 new_keys.update((s, int(t)) for s, t in cursor.fetchall())
-    return [d for d in deals if (d["server"], int(d["deal"])) in new_keys]
+    return [r for r in rows if (r[0], r[1]) in new_keys]
 
 
 _ROW_KEY = operator.itemgetter(0, 1)  # (server, deal) of a deal row
@@ -379,18 +443,22 @@ def balance_effect(d: dict[str, Any]) -> tuple[int, int]:
 
 
 def _upsert_summaries(
-    inserted: Iterable[dict[str, Any]], touched: set[tuple[str, int]], now: int
+    inserted: Iterable[list[Any]], touched: set[tuple[str, int]], now: int
 ) -> None:
     agg: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 2])
-    for d in inserted:
-        a = agg[(d["server"], int(d["login"]))]
-        dbal, dcred = balance_effect(d)
-        a[0] += dbal
-        a[1] += dcred
+    for r in inserted:  # deal rows (DEAL_COLUMNS order); see balance_effect
+        a = agg[(r[0], r[4])]
+        action, amount = r[5], r[19]
+        if action in _CREDIT_ACTIONS:
+            a[1] += amount
+        elif action not in _CANCELED_ACTIONS:
+            a[0] += amount + r[20] + r[21] + r[22]  # + commission + storage + fee
         a[2] += 1
-        a[3] = max(a[3], int(d["deal"]))
-        a[4] = max(a[4], int(d["time_msc"]))
-        a[5] = int(d.get("currency_digits", 2))
+        if r[1] > a[3]:
+            a[3] = r[1]
+        if r[3] > a[4]:
+            a[4] = r[3]
+        a[5] = r[18]
     rows: list[list[Any]] = []
     for key in sorted(touched):  # a fixed order: concurrent consumers lock rows alike
         bal, cred, n, ticket, tmsc, digits = agg.get(key, [0, 0, 0, 0, 0, 2])
@@ -415,13 +483,20 @@ def _upsert_summaries(
     )
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            # Open P/L from the stored open positions (upserted before) and equity with it, in
+            # the same statement: each summary row gets one new version per batch, not three.
             arrays = [list(col) for col in zip(*rows, strict=True)]
             cursor.execute(
                 sql_head  # noqa: S608
-                + "SELECT s, l, cd, b, c, n, tk, tm, u, 0, 0, 0, 0, 0, 0 FROM unnest("
+                + "SELECT s, l, cd, b, c, n, tk, tm, u, op, b + c + op, 0, 0, 0, 0 FROM ("
+                "SELECT x.*, COALESCE((SELECT SUM(p.profit + p.storage) FROM trading_position p "
+                "WHERE p.server = x.s AND p.login = x.l AND NOT p.closed), 0) AS op FROM unnest("
                 "%s::varchar[], %s::bigint[], %s::smallint[], %s::bigint[], %s::bigint[], "
                 "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "
-                "AS x(s, l, cd, b, c, n, tk, tm, u)" + sql_tail,
+                "AS x(s, l, cd, b, c, n, tk, tm, u)) y"
+                + sql_tail
+                + ", open_pl = excluded.open_pl, equity = "
+                f"{t}.balance + excluded.balance + {t}.credit + excluded.credit + excluded.open_pl",
                 arrays,
             )
         else:
@@ -510,7 +585,7 @@ def apply_account_state(server: str, state: AccountState, at_msc: int, *, now: i
 # --- positions and users -----------------------------------------------------------------------
 
 
-def _position_row(p: dict[str, Any]) -> list[Any]:
+def _position_row(p: dict[str, Any], closed: bool) -> list[Any]:
     return [
         p["server"],
         int(p["position"]),
@@ -527,12 +602,12 @@ def _position_row(p: dict[str, Any]) -> list[Any]:
         int(p.get("currency_digits", 2)),
         int(p.get("time_create_msc", 0)),
         int(p.get("time_update_msc", 0)),
-        bool(p["closed"]),
+        closed,
     ]
 
 
-def _upsert_positions(positions: list[dict[str, Any]]) -> None:
-    rows = [_position_row(p) for p in sorted(positions, key=lambda p: (p["server"], p["position"]))]
+def _upsert_positions(positions: list[list[Any]]) -> None:
+    rows = sorted(positions, key=_ROW_KEY)  # (server, position): a fixed lock order
     t = "trading_position"
     cols = ", ".join(POSITION_COLUMNS)
     updates = ", ".join(

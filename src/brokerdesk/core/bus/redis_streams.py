@@ -2,13 +2,15 @@
 
 Keys are ``{prefix}:{stream}``; the dead-letter stream of each is ``{prefix}:{stream}:dead``.
 ``publish`` pipelines one XADD per message (optionally trimmed to an approximate MAXLEN).
-With ``pack=N`` (N > 1) it writes up to N consecutive messages of a stream as ONE entry
+With ``pack=N`` (N > 1) it writes up to N consecutive items of a stream as ONE entry
 (fields ``n`` and ``pack``, :func:`~brokerdesk.core.bus.codec.encode_many`): far fewer
-entries, round trips and parses for a firehose such as the bridge's. Readers unpack any entry,
-packed or not, into one delivery per message; the messages of an entry share its delivery id,
-so they are acknowledged, claimed and dead-lettered together. A reader asks for
-``count // n`` entries, ``n`` being the largest pack seen on the stream (the newest entries
-are peeked once per stream), so a read still returns about ``count`` messages at most. Stream
+entries, round trips and parses for a firehose such as the bridge's. An item is a message,
+or ``headers["items"]`` of them for a batch message (the bridge's columnar deal batches):
+``n`` counts items. Readers unpack any entry, packed or not, into one delivery per message;
+the messages of an entry share its delivery id, so they are acknowledged, claimed and
+dead-lettered together. A reader asks for ``count // n`` entries, ``n`` being the largest
+pack seen on the stream (the newest entries are peeked once per stream), so a read still
+returns about ``count`` items at most. Stream
 ``depth`` counts entries.
 
 ``read`` first claims messages another consumer of the group left unacknowledged for longer
@@ -82,15 +84,31 @@ class RedisStreamsBus:
             for m in messages:
                 by_stream.setdefault(m.stream, []).append(m)
             for stream, group in by_stream.items():
-                for i in range(0, len(group), self.pack):
-                    chunk = group[i : i + self.pack]
+                for chunk, items in self._chunks(group):
                     fields: dict[Any, Any] = (
                         {"event_id": chunk[0].event_id, "data": encode(chunk[0])}
-                        if len(chunk) == 1
-                        else {"n": len(chunk), "pack": encode_many(chunk)}
+                        if len(chunk) == 1 and items == 1
+                        else {"n": items, "pack": encode_many(chunk)}
                     )
                     pipe.xadd(self.key(stream), fields, maxlen=self.maxlen, approximate=True)
         pipe.execute()
+
+    def _chunks(self, messages: list[Message]) -> list[tuple[list[Message], int]]:
+        """Consecutive messages grouped up to ``pack`` items per entry, with their item count:
+        a message counts as its ``items`` header (a batch message carrying many rows) or 1."""
+        chunks: list[tuple[list[Message], int]] = []
+        chunk: list[Message] = []
+        items = 0
+        for m in messages:
+            weight = _items(m)
+            if chunk and items + weight > self.pack:
+                chunks.append((chunk, items))
+                chunk, items = [], 0
+            chunk.append(m)
+            items += weight
+        if chunk:
+            chunks.append((chunk, items))
+        return chunks
 
     @staticmethod
     def _unpack(fields: dict[Any, Any]) -> list[Message]:
@@ -131,7 +149,7 @@ class RedisStreamsBus:
         self._ensure_group(stream, group)
         key = self.key(stream)
         deliveries = self._claim(stream, group, consumer, count)
-        room = count - len(deliveries)
+        room = count - sum(_items(d.message) for d in deliveries)
         if room > 0:
             block = block_ms if (block_ms > 0 and not deliveries) else None
             response: Any = self.client.xreadgroup(
@@ -220,3 +238,8 @@ class RedisStreamsBus:
     def close(self) -> None:
         """Close the connection pool."""
         self.client.close()
+
+
+def _items(message: Message) -> int:
+    """How many items a message carries (``headers["items"]`` of a batch message, else 1)."""
+    return int(message.headers.get("items", 1)) if message.headers else 1

@@ -60,6 +60,9 @@ def raise_for_retcode(retcode: int, message: str, *, login: int | None = None) -
     raise PlatformError(message, retcode=retcode, **details)
 
 
+_EVENT_KINDS = {kind.value: kind for kind in EventKind}
+
+
 class _Pending:
     __slots__ = ("done", "reply")
 
@@ -221,9 +224,8 @@ class SimulatorAdapter:
                 log.exception("platform event handler failed")
 
     def _dispatch_event(self, kind: str, data: dict[str, Any], server_msc: int = 0) -> None:
-        try:
-            ekind = EventKind(kind)
-        except ValueError:
+        ekind = _EVENT_KINDS.get(kind)  # not EventKind(kind): an enum call per event costs
+        if ekind is None:
             return
         obj: Any
         if kind.startswith("deal."):

@@ -10,7 +10,8 @@ Fault modes (``--faults`` or the ``faults`` method at run time) act on every con
 * ``drop_after=N``: abort a subscribed connection after it was sent N more events;
 * ``drop=P``: abort after any event with probability P;
 * ``duplicate=P``: send an event twice;
-* ``reorder=P``: hold an event back and send it after the next one;
+* ``reorder=P``: hold an event back behind the next 1-4 events, or until the stream goes
+  quiet (a flush with nothing else to send), so a held event is late but never lost;
 * ``delay_ms=N``: answer write requests N ms late;
 * ``lose=P`` / ``lose_next=N``: apply a write but never answer it (the caller must find its
   deal by comment).
@@ -122,12 +123,16 @@ class Connection:
                 return
 
     def flush(self) -> None:
-        """Write what was queued."""
-        if self.closed or not self.buffer:
+        """Write what was queued; held-back events too when nothing else is (or the reorder
+        fault is off): a real server reorders within a burst, it does not keep an event until
+        the next trade, which may never come."""
+        if self.closed:
             return
-        if self.held and not self.server.faults.reorder:
+        if self.held and (not self.buffer or not self.server.faults.reorder):
             self.buffer.extend(one for _, one in self.held)
             self.held = []
+        if not self.buffer:
+            return
         data = b"".join(self.buffer)
         self.buffer.clear()
         self.writer.write(data)

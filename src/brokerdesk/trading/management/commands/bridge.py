@@ -47,9 +47,18 @@ BRIDGE_PACK = 500  # messages per Redis stream entry
 def bus_publisher(pack: int = BRIDGE_PACK) -> Publisher:
     """The configured bus's ``publish`` (``settings.BUS_URL``), ``pack`` messages per stream
     entry on Redis (a firehose: fewer entries, round trips and parses downstream)."""
-    from brokerdesk.core.bus.factory import get_bus
+    return bus_publishing(pack)[0]
 
-    return get_bus(pack=pack).publish
+
+def bus_publishing(pack: int = BRIDGE_PACK) -> tuple[Publisher, int]:
+    """``bus_publisher`` and the bridge's ``batch_rows`` for it: on Redis Streams with packing,
+    deals and position events go as columnar batches of ``pack`` rows (the reader sizes its
+    reads by rows); elsewhere one message per event."""
+    from brokerdesk.core.bus.factory import get_bus
+    from brokerdesk.core.bus.redis_streams import RedisStreamsBus
+
+    bus = get_bus(pack=pack)
+    return bus.publish, (pack if isinstance(bus, RedisStreamsBus) and pack > 1 else 0)
 
 
 class Command(BaseCommand):
@@ -84,8 +93,12 @@ class Command(BaseCommand):
             raise CommandError(
                 f"unknown platform server(s) {', '.join(unknown)}; configured: {', '.join(servers)}"
             )
-        publish = stdout_publisher if opts["publisher"] == "stdout" else bus_publisher(opts["pack"])
-        config = BridgeConfig(batch_size=opts["batch_size"], backoff_max=opts["backoff_max"])
+        publish, batch_rows = (
+            (stdout_publisher, 0) if opts["publisher"] == "stdout" else bus_publishing(opts["pack"])
+        )
+        config = BridgeConfig(
+            batch_size=opts["batch_size"], backoff_max=opts["backoff_max"], batch_rows=batch_rows
+        )
         store = DbCheckpointStore()
         bridges = [
             Bridge(name, build_adapter(servers[name]), publish, store, config)
