@@ -321,7 +321,10 @@ def test_the_client_journey_from_referral_to_approved_withdrawal(
         with page.expect_popup() as opened:
             page.get_by_role("link", name=re.compile("Pay now")).click()
         psp_page = opened.value
-        psp_page.get_by_role("button", name="complete").click()
+        # Wait for the PSP's answer page (its webhook to us is sent before it answers) before
+        # closing: closing the page with that POST still in flight once hung under load.
+        with psp_page.expect_navigation(timeout=60_000):
+            psp_page.get_by_role("button", name="complete").click()
         psp_page.close()
         state = page.get_by_test_id("deposit-state")
         page.wait_for_function(

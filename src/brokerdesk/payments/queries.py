@@ -3,18 +3,60 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from brokerdesk.core.errors import NotFound
+from brokerdesk.core.money import get_currency
 from brokerdesk.payments.models import Deposit, PaymentEvent, ReconciliationException, Withdrawal
+from brokerdesk.payments.rates import RateProvider, fx_amounts
+from brokerdesk.payments.rates import provider as rate_provider
 from brokerdesk.payments.services import (
     DepositView,
     WithdrawalView,
     deposit_view,
+    rules,
     withdrawal_view,
 )
+
+
+@dataclass(frozen=True)
+class ConversionQuote:
+    """What a conversion would give now: ``sell_amount`` of ``sell`` → ``net`` of ``buy``
+    (minor units), at ``rate`` of ``rate_day`` less the FX fee."""
+
+    sell: str
+    buy: str
+    sell_amount: int
+    rate: Decimal
+    rate_day: date | None
+    gross: int
+    fee: int
+    fee_bps: int
+
+    @property
+    def net(self) -> int:
+        """What reaches the bought side: gross less the FX fee."""
+        return self.gross - self.fee
+
+
+def conversion_quote(
+    sell_amount: int, sell: str, buy: str, *, rates: RateProvider | None = None
+) -> ConversionQuote:
+    """The conversion the payments services would make now (the rates port in force, the
+    ``fx_fee_bps`` rule, gross rounded down, fee rounded up), to show before a payment.
+
+    Indicative only: a deposit converts at the rate of its confirmation, a withdrawal at the
+    rate of its request. Raises ``NotFound`` (``no_rates``/``no_rate``) without a rate and
+    ``ValidationError`` (``too_small``) when nothing would be left after the fee.
+    """
+    sell, buy = get_currency(sell).code, get_currency(buy).code
+    quote = (rates or rate_provider()).rate(sell, buy)
+    fee_bps = rules().fx_fee_bps
+    gross, fee = fx_amounts(sell_amount, sell, buy, quote.rate, fee_bps)
+    return ConversionQuote(sell, buy, sell_amount, quote.rate, quote.day, gross, fee, fee_bps)
 
 
 @dataclass(frozen=True)

@@ -76,9 +76,22 @@ class AmountField(forms.DecimalField):
             raise ValidationError(_("Enter an amount."), code="invalid") from None
 
 
+def wallet_currencies() -> list[str]:
+    """The currencies the broker offers wallets in (``PORTAL_WALLET_CURRENCIES``)."""
+    return list(getattr(settings, "PORTAL_WALLET_CURRENCIES", WALLET_CURRENCIES))
+
+
 def _currency_choices() -> list[tuple[str, str]]:
-    codes = getattr(settings, "PORTAL_WALLET_CURRENCIES", WALLET_CURRENCIES)
-    return [(code, code) for code in codes]
+    return [(code, code) for code in wallet_currencies()]
+
+
+def _other_currency_field(name: str, label: Any, same: Any, form: BaseForm) -> None:
+    """Add the optional choice of another currency (blank: the same one) to ``form`` when the
+    broker offers more than one; with a single currency the form stays as it was."""
+    if len(wallet_currencies()) > 1:
+        form.fields[name] = forms.ChoiceField(
+            label=label, required=False, choices=[("", same), *_currency_choices()]
+        )
 
 
 class MoneyForm(forms.Form):
@@ -106,17 +119,39 @@ class MoneyForm(forms.Form):
 
 
 class DepositForm(MoneyForm):
-    """How much to deposit, paid through the sandbox PSP's hosted page."""
+    """How much to deposit, paid through the sandbox PSP's hosted page; with more than one
+    wallet currency, also the wallet to credit (``wallet_currency``, blank: the paid one)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _other_currency_field(
+            "wallet_currency", _("Credit my wallet in"), _("The currency I pay in"), self
+        )
+
+    @property
+    def wallet(self) -> str:
+        """The wallet currency to credit (the paid currency unless another was chosen)."""
+        return self.cleaned_data.get("wallet_currency") or self.cleaned_data["currency"]
 
 
 class WithdrawForm(MoneyForm):
-    """How much to withdraw, and to which of the client's payment methods."""
+    """How much to withdraw, and to which of the client's payment methods; with more than one
+    wallet currency, also the currency to be paid in (``payout_currency``, blank: the
+    wallet's)."""
 
     method = forms.ChoiceField(label=_("Pay out to"))
 
     def __init__(self, *args: Any, methods: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _choices(self, "method").choices = methods
+        _other_currency_field(
+            "payout_currency", _("Receive the money in"), _("The wallet's currency"), self
+        )
+
+    @property
+    def payout(self) -> str:
+        """The currency paid out (the wallet's unless another was chosen)."""
+        return self.cleaned_data.get("payout_currency") or self.cleaned_data["currency"]
 
 
 class TransferForm(forms.Form):

@@ -3,6 +3,10 @@ withdrawals (with the bonus forfeiture shown before confirming) and statements.
 
 Money moves only through ``payments.services`` (which posts to the ledger); every form carries
 a request id generated when the form is shown, so a double submit is the same request.
+
+Where the broker offers more than one wallet currency, a deposit may credit a wallet in another
+currency than the one paid, and a withdrawal may be paid out in another currency than the
+wallet's; the conversion (rate and fee) is shown before the client confirms.
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.utils.translation import gettext as _t
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods
 
@@ -25,7 +30,7 @@ from brokerdesk.ledger.queries import balances_of, statement
 from brokerdesk.payments import queries as payment_queries
 from brokerdesk.payments import services as payments
 from brokerdesk.portal.access import client_page
-from brokerdesk.portal.formatting import format_money
+from brokerdesk.portal.formatting import format_decimal, format_money
 from brokerdesk.portal.forms import DepositForm, StatementForm, WithdrawForm, add_domain_error
 from brokerdesk.portal.views import balance_rows, kyc_context
 
@@ -116,6 +121,14 @@ class PaymentRow:
     amount: str
     status_label: Any  # a lazy translation
     tone: str
+    wallet: str = ""  # the wallet side of a converted payment ("" when not converted)
+
+
+def _wallet_side(wallet_currency: str, wallet_amount: int, currency: str) -> str:
+    """The wallet amount of a payment converted from or into ``currency`` (or "")."""
+    if not wallet_currency or wallet_currency == currency:
+        return ""
+    return format_money(wallet_amount, wallet_currency) if wallet_amount else wallet_currency
 
 
 def _payments(client_id: Any) -> list[PaymentRow]:
@@ -124,16 +137,18 @@ def _payments(client_id: Any) -> list[PaymentRow]:
         label, tone = DEPOSIT_STATUS.get(d.status, (d.status, "neutral"))
         rows.append(
             PaymentRow(
-                d.id, "deposit", d.reference, format_money(d.amount, d.currency), label, tone
+                d.id, "deposit", d.reference, format_money(d.amount, d.currency), label, tone,
+                _wallet_side(d.wallet_currency, d.wallet_amount, d.currency),
             )
-        )
+        )  # fmt: skip
     for w in payment_queries.withdrawals_of(client_id, limit=20):
         label, tone = WITHDRAWAL_STATUS.get(w.status, (w.status, "neutral"))
         rows.append(
             PaymentRow(
-                w.id, "withdrawal", w.reference, format_money(w.amount, w.currency), label, tone
+                w.id, "withdrawal", w.reference, format_money(w.amount, w.currency), label, tone,
+                _wallet_side(w.wallet_currency, w.wallet_amount, w.currency),
             )
-        )
+        )  # fmt: skip
     return rows
 
 
@@ -160,29 +175,91 @@ def wallets(request: HttpRequest) -> HttpResponse:
     )
 
 
+def rate_text(rate: Decimal) -> str:
+    """A conversion rate for people: at most six decimals, at least two (1.05, 0.857143)."""
+    rounded = rate.quantize(Decimal("0.000001")).normalize()
+    exponent = rounded.as_tuple().exponent
+    places = max(2, -exponent if isinstance(exponent, int) else 2)
+    return format_decimal(rounded, places)
+
+
+def _places(bps: int) -> int:
+    """Decimals a percentage of ``bps`` needs: 100 → 0 (1), 50 → 1 (0.5), 25 → 2 (0.25)."""
+    return 0 if bps % 100 == 0 else 1 if bps % 10 == 0 else 2
+
+
+def _conversion(quote: payment_queries.ConversionQuote) -> dict[str, Any]:
+    """A quote as the review boxes show it."""
+    return {
+        "sell": format_money(quote.sell_amount, quote.sell),
+        "rate": gettext("1 %(sell)s = %(rate)s %(buy)s")
+        % {"sell": quote.sell, "rate": rate_text(quote.rate), "buy": quote.buy},
+        "rate_day": quote.rate_day,
+        "raw_rate": str(quote.rate),
+        "fee": format_money(quote.fee, quote.buy),
+        "fee_percent": gettext("%(percent)s%%")
+        % {"percent": format_decimal(Decimal(quote.fee_bps) / 100, _places(quote.fee_bps))},
+        "net": format_money(quote.net, quote.buy),
+        "buy": quote.buy,
+    }
+
+
+def _conversion_error(form: Any, field: str, error: DomainError, sell: str, buy: str) -> None:
+    """Explain to the client why ``sell`` cannot become ``buy`` (no rate, too small)."""
+    if error.code == "too_small":
+        text = gettext("The amount is too small to convert into %(buy)s.")
+        form.add_error("amount", text % {"buy": buy})
+    elif error.code in ("no_rate", "no_rates"):
+        text = gettext(
+            "We cannot convert %(sell)s into %(buy)s at the moment. Choose %(sell)s, or try "
+            "again later."
+        )
+        form.add_error(field, text % {"sell": sell, "buy": buy})
+    else:
+        add_domain_error(form, error)
+
+
 @client_page
 @require_http_methods(["GET", "POST"])
 def deposit(request: HttpRequest) -> HttpResponse:
-    """Deposit by card through the sandbox PSP: create the intent, then pay on its page."""
+    """Deposit by card through the sandbox PSP: create the intent, then pay on its page. Paying
+    in another currency than the wallet's, the client first sees the conversion and confirms."""
     client_id = request.client_id  # type: ignore[attr-defined]
     form = DepositForm(request.POST or None, initial={"request_id": _new_request_id()})
+    review: dict[str, Any] | None = None
     if request.method == "POST" and form.is_valid():
-        try:
-            intent = payments.create_deposit_intent(
-                client_id,
-                amount=form.minor,
-                currency=form.cleaned_data["currency"],
-                request_id=f"portal:{client_id}:{form.cleaned_data['request_id']}",
-                by=request.user,
-                provider="sandbox",
-                method_token=SANDBOX_CARD_TOKEN,
-                method_kind="card",
-            )
-        except DomainError as error:
-            add_domain_error(form, error)
+        paid, wallet = form.cleaned_data["currency"], form.wallet
+        if wallet != paid and request.POST.get("confirm") != "1":
+            try:
+                quote = payment_queries.conversion_quote(form.minor, paid, wallet)
+            except DomainError as error:
+                _conversion_error(form, "wallet_currency", error, paid, wallet)
+            else:
+                review = _conversion(quote)
+                review["deposit_fee"] = format_money(payments.deposit_fee(quote.net), wallet)
+                review["has_deposit_fee"] = payments.deposit_fee(quote.net) > 0
         else:
-            return redirect("portal:deposit_status", deposit_id=intent.id)
-    return render(request, "portal/deposit.html", {"form": form, **kyc_context(client_id)})
+            try:
+                intent = payments.create_deposit_intent(
+                    client_id,
+                    amount=form.minor,
+                    currency=paid,
+                    request_id=f"portal:{client_id}:{form.cleaned_data['request_id']}",
+                    by=request.user,
+                    provider="sandbox",
+                    method_token=SANDBOX_CARD_TOKEN,
+                    method_kind="card",
+                    wallet_currency=wallet if wallet != paid else None,
+                )
+            except DomainError as error:
+                _conversion_error(form, "wallet_currency", error, paid, wallet)
+            else:
+                return redirect("portal:deposit_status", deposit_id=intent.id)
+    return render(
+        request,
+        "portal/deposit.html",
+        {"form": form, "review": review, **kyc_context(client_id)},
+    )
 
 
 def _own_deposit(client_id: Any, deposit_id: Any) -> payments.DepositView:
@@ -193,6 +270,22 @@ def _own_deposit(client_id: Any, deposit_id: Any) -> payments.DepositView:
     if found.client_id != client_id:
         raise Http404
     return found
+
+
+def _deposit_conversion(found: payments.DepositView) -> dict[str, str] | None:
+    """The wallet a converting deposit credits and, once confirmed, what it was credited at."""
+    if not found.wallet_currency or found.wallet_currency == found.currency:
+        return None
+    done = found.fx_rate is not None and found.wallet_amount > 0
+    return {
+        "wallet": found.wallet_currency,
+        "credited": format_money(found.wallet_amount, found.wallet_currency) if done else "",
+        "rate": gettext("1 %(sell)s = %(rate)s %(buy)s")
+        % {"sell": found.currency, "rate": rate_text(found.fx_rate), "buy": found.wallet_currency}
+        if found.fx_rate is not None
+        else "",
+        "fee": format_money(found.fx_fee, found.wallet_currency) if done else "",
+    }
 
 
 @client_page
@@ -207,6 +300,7 @@ def deposit_status(request: HttpRequest, deposit_id: uuid.UUID) -> HttpResponse:
         "status_label": label,
         "tone": tone,
         "waiting": found.status in ("initiated", "pending"),
+        "conversion": _deposit_conversion(found),
     }
     template = "portal/_deposit_status.html" if request.headers.get("HX-Request") else None
     return render(request, template or "portal/deposit_status.html", context)
@@ -226,7 +320,8 @@ def _forfeiture(client_id: Any, currency: str, amount: int) -> Any:
 @require_http_methods(["GET", "POST"])
 def withdraw(request: HttpRequest) -> HttpResponse:
     """Withdraw to a method the client deposited with, in two steps: review (the amount, the
-    method and any bonus the withdrawal would forfeit), then confirm."""
+    method, the conversion when paid out in another currency, and any bonus the withdrawal
+    would forfeit), then confirm. A rate that moved between the two is shown again."""
     client_id = request.client_id  # type: ignore[attr-defined]
     methods = payment_queries.withdrawal_methods(client_id)
     choices = [(str(m.id), f"{m.label} ({', '.join(m.currencies)})") for m in methods]
@@ -235,8 +330,22 @@ def withdraw(request: HttpRequest) -> HttpResponse:
     )
     review: dict[str, Any] | None = None
     if request.method == "POST" and form.is_valid():
-        currency = form.cleaned_data["currency"]
-        if request.POST.get("confirm") == "1":
+        currency, payout = form.cleaned_data["currency"], form.payout
+        conversion: dict[str, Any] | None = None
+        if payout != currency:
+            try:
+                conversion = _conversion(
+                    payment_queries.conversion_quote(form.minor, currency, payout)
+                )
+            except DomainError as error:
+                _conversion_error(form, "payout_currency", error, currency, payout)
+        confirm = request.POST.get("confirm") == "1"
+        # a conversion is confirmed only at the rate the client was shown
+        shown = request.POST.get("quoted_rate")
+        unseen_rate = conversion is not None and shown != conversion["raw_rate"]
+        if form.errors:
+            review = None
+        elif confirm and not unseen_rate:
             try:
                 done = payments.request_withdrawal(
                     client_id,
@@ -245,22 +354,37 @@ def withdraw(request: HttpRequest) -> HttpResponse:
                     method_id=form.cleaned_data["method"],
                     request_id=f"portal:{client_id}:{form.cleaned_data['request_id']}",
                     by=request.user,
+                    payout_currency=payout if payout != currency else None,
                 )
             except DomainError as error:
                 add_domain_error(form, error)
             else:
                 label, _tone = WITHDRAWAL_STATUS.get(done.status, (done.status, ""))
-                messages.success(
-                    request,
-                    _t("Your withdrawal of %(amount)s was requested. Status: %(status)s.")
-                    % {"amount": format_money(done.amount, done.currency), "status": label},
-                )
+                if done.wallet_currency:
+                    text = gettext(
+                        "Your withdrawal of %(wallet)s was requested, paid out as %(amount)s. "
+                        "Status: %(status)s."
+                    ) % {
+                        "wallet": format_money(form.minor, currency),
+                        "amount": format_money(done.amount, done.currency),
+                        "status": label,
+                    }
+                else:
+                    text = gettext(
+                        "Your withdrawal of %(amount)s was requested. Status: %(status)s."
+                    ) % {
+                        "amount": format_money(done.amount, done.currency),
+                        "status": label,
+                    }
+                messages.success(request, text)
                 return redirect("portal:wallets")
         else:
             preview = _forfeiture(client_id, currency, form.minor)
             review = {
                 "amount": format_money(form.minor, currency),
                 "method": dict(choices).get(form.cleaned_data["method"], ""),
+                "conversion": conversion,
+                "rate_moved": confirm and unseen_rate,
                 "preview": preview,
                 "forfeited": format_money(preview.forfeited, currency) if preview else "",
                 "bonuses": [

@@ -179,3 +179,14 @@ class PayoutForm(forms.Form):
         method = self.fields["method"]
         assert isinstance(method, forms.ChoiceField)
         method.choices = [("", _("My wallet (withdraw later)")), *(methods or [])]
+
+
+class CorrectionReviewForm(forms.Form):
+    """A dealer closes a flagged dealer correction, saying what they did about it."""
+
+    note = forms.CharField(
+        label=_("What did you do about it?"),
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": _("Write a note: what you checked and what you did.")},
+    )

@@ -480,16 +480,28 @@ class CorrectionView:
     reviewed_at: datetime | None
     review_note: str
     at: datetime
+    client_id: str = ""
+    product_name: str = ""
+    currency: str = ""
+    decided: str = ""  # the sentence of the decision the phase holds ("" while undecided)
+    corrected: str = ""  # the corrected verdict as a sentence ("" when nothing is met)
 
 
-def corrections(*, to_review: bool = False, limit: int = 200) -> list[CorrectionView]:
+def corrections(
+    *, to_review: bool = False, reviewed: bool = False, limit: int = 200
+) -> list[CorrectionView]:
     """Dealer corrections of challenge deals, newest first; ``to_review``: only those flagged
-    for staff and not yet resolved (``services.resolve_correction_review``)."""
+    for staff and not yet resolved (``services.resolve_correction_review``); ``reviewed``: only
+    the resolved ones, the most recently resolved first."""
     from brokerdesk.propfirm.models import PhaseDealCorrection
 
-    rows = PhaseDealCorrection.objects.select_related("account").order_by("-at", "-pk")
+    rows = PhaseDealCorrection.objects.select_related("account__challenge__product").order_by(
+        "-at", "-pk"
+    )
     if to_review:
         rows = rows.filter(review=True, reviewed_at__isnull=True)
+    if reviewed:
+        rows = rows.filter(reviewed_at__isnull=False).order_by("-reviewed_at", "-pk")
     return [
         CorrectionView(
             id=r.pk,
@@ -511,6 +523,24 @@ def corrections(*, to_review: bool = False, limit: int = 200) -> list[Correction
             reviewed_at=r.reviewed_at,
             review_note=r.review_note,
             at=r.at,
+            client_id=r.account.challenge.client_id,
+            product_name=r.account.challenge.product.name,
+            currency=r.account.challenge.currency,
+            decided=describe_decision(
+                r.account.rule, dict(r.account.figures), r.account.challenge.currency
+            ),
+            corrected=describe_decision(
+                str(r.verdict.get("rule") or ""),
+                dict(r.verdict.get("figures") or {}),
+                r.account.challenge.currency,
+            ),
         )
         for r in rows[:limit]
     ]
+
+
+def corrections_to_review_count() -> int:
+    """How many flagged corrections wait for staff (the back office's badge)."""
+    from brokerdesk.propfirm.models import PhaseDealCorrection
+
+    return PhaseDealCorrection.objects.filter(review=True, reviewed_at__isnull=True).count()

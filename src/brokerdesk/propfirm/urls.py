@@ -23,4 +23,10 @@ urlpatterns: list[URLPattern | URLResolver] = [
         views.bo_product_active,
         name="bo_product_active",
     ),
+    path("backoffice/prop/corrections/", views.bo_corrections, name="bo_corrections"),
+    path(
+        "backoffice/prop/corrections/<int:correction_id>/resolve/",
+        views.bo_correction_resolve,
+        name="bo_correction_resolve",
+    ),
 ]

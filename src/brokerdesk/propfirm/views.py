@@ -7,7 +7,8 @@ ended, and the payout form of funded accounts.
 Back office (``staff_page(Role.DEALING)``; admin holds every role): ``backoffice/prop/`` —
 challenges with status and figures, and a manual fail/pass with a reason;
 ``backoffice/prop/products/`` — products, a form to create one, and revision of a product
-(which writes its next version).
+(which writes its next version); ``backoffice/prop/corrections/`` — dealer corrections flagged
+for review (closed with a note) and the ones reviewed lately.
 """
 
 from __future__ import annotations
@@ -19,14 +20,23 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from brokerdesk.backoffice.access import staff_page
+from brokerdesk.backoffice.read import actor_names
 from brokerdesk.core.errors import DomainError, NotFound
 from brokerdesk.portal.access import client_page
 from brokerdesk.portal.formatting import format_minor
 from brokerdesk.propfirm import queries, services
-from brokerdesk.propfirm.forms import DecisionForm, PayoutForm, PhaseForm, PhaseFormSet, ProductForm
+from brokerdesk.propfirm.forms import (
+    CorrectionReviewForm,
+    DecisionForm,
+    PayoutForm,
+    PhaseForm,
+    PhaseFormSet,
+    ProductForm,
+)
 from brokerdesk.staff.roles import Role
 
 DEALERS = (Role.DEALING,)
@@ -150,6 +160,7 @@ def bo_challenges(request: HttpRequest) -> HttpResponse:
         "propfirm/bo_challenges.html",
         {
             "challenges": rows,
+            "to_review": queries.corrections_to_review_count(),
             "status": status or "",
             "filters": STATUS_FILTERS,
             "forms": {
@@ -269,3 +280,72 @@ def bo_product_active(request: HttpRequest, product_id: UUID) -> HttpResponse:
     except DomainError as error:
         messages.error(request, error.message)
     return redirect("propfirm:bo_products")
+
+
+# --- dealer corrections ----------------------------------------------------------------------
+
+RECENTLY_REVIEWED = 50
+OUTCOME_LABELS = {
+    "failed_on_correction": gettext_lazy("The corrected figures failed the phase"),
+    "breach_not_confirmed": gettext_lazy("Failed, but the corrected figures show no breach"),
+    "pass_not_confirmed": gettext_lazy("Passed, but the corrected figures do not pass"),
+}
+
+
+def _corrections_page(
+    request: HttpRequest,
+    *,
+    bound: tuple[int, CorrectionReviewForm] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The review queue and the recently reviewed corrections; ``bound``: the form that was
+    refused (shown with its errors on its row)."""
+    queue = queries.corrections(to_review=True)
+    forms = {c.id: CorrectionReviewForm(auto_id=f"c-{c.id}-%s") for c in queue}
+    if bound is not None and bound[0] in forms:
+        forms[bound[0]] = bound[1]
+    elif bound is not None:  # no longer queued (closed meanwhile): say what was wrong on top
+        for errors in bound[1].errors.values():
+            messages.error(request, str(errors[0]))
+    reviewed = queries.corrections(reviewed=True, limit=RECENTLY_REVIEWED)
+    names = actor_names([c.reviewed_by for c in reviewed])
+    return render(
+        request,
+        "propfirm/bo_corrections.html",
+        {
+            "queue": [(c, forms[c.id]) for c in queue],
+            "reviewed": [(c, names.get(c.reviewed_by, c.reviewed_by)) for c in reviewed],
+            "outcomes": OUTCOME_LABELS,
+        },
+        status=status,
+    )
+
+
+@staff_page(*DEALERS)
+def bo_corrections(request: HttpRequest) -> HttpResponse:
+    """Dealer corrections that contradict or caused a decision, waiting for a dealer; and the
+    ones reviewed lately (who, when, what they noted)."""
+    return _corrections_page(request)
+
+
+@require_POST
+@staff_page(*DEALERS)
+def bo_correction_resolve(request: HttpRequest, correction_id: int) -> HttpResponse:
+    """Close a flagged correction with a note (audited); a missing note is shown on its row
+    and nothing is written."""
+    form = CorrectionReviewForm(request.POST, auto_id=f"c-{correction_id}-%s")
+    if not form.is_valid():
+        return _corrections_page(request, bound=(correction_id, form), status=400)
+    try:
+        entry = services.resolve_correction_review(
+            correction_id, note=form.cleaned_data["note"], by=request.user
+        )
+    except DomainError as error:
+        messages.error(request, error.message)
+        return redirect("propfirm:bo_corrections")
+    messages.success(
+        request,
+        _("The correction of deal #%(deal)s on login %(login)s is closed as reviewed.")
+        % {"deal": entry.deal, "login": entry.account.login or "—"},
+    )
+    return redirect("propfirm:bo_corrections")
