@@ -40,52 +40,10 @@ from brokerdesk.trading.corrections import CORRECTION_TYPES, apply_corrections
 from brokerdesk.trading.events import DealClosed
 from brokerdesk.trading.platform.port import AccountState, DealAction, DealEntry
 
-DEAL_COLUMNS = (
-    "server",
-    "deal",
-    "time",
-    "time_msc",
-    "login",
-    "action",
-    "entry",
-    "reason",
-    "order",
-    "position_id",
-    "symbol",
-    "volume",
-    "volume_ext",
-    "volume_closed",
-    "volume_closed_ext",
-    "price",
-    "digits",
-    "contract_size",
-    "currency_digits",
-    "profit",
-    "commission",
-    "storage",
-    "fee",
-    "comment",
-    "external_id",
-    "ingested_msc",
-)
-POSITION_COLUMNS = (
-    "server",
-    "position",
-    "login",
-    "symbol",
-    "action",
-    "volume",
-    "price_open",
-    "price_current",
-    "digits",
-    "contract_size",
-    "profit",
-    "storage",
-    "currency_digits",
-    "time_create_msc",
-    "time_update_msc",
-    "closed",
-)
+# A stored row: the server, the batch's columns with ``time`` beside ``time_msc``, and when it
+# was ingested (one definition: the bridge's batch layout).
+DEAL_COLUMNS = ("server", "deal", "time", *DEAL_BATCH_COLUMNS[1:], "ingested_msc")
+POSITION_COLUMNS = ("server", *POSITION_BATCH_COLUMNS)
 CLOSING_ENTRIES = frozenset(
     int(e) for e in (DealEntry.ENTRY_OUT, DealEntry.ENTRY_INOUT, DealEntry.ENTRY_OUT_BY)
 )
