@@ -225,3 +225,17 @@ def test_a_withdrawal_already_approved_cannot_be_sent_to_review_and_waits_for_a_
     assert run.status == RunStatus.FAILED and "illegal_transition" in run.error
     assert payment_queries.get_withdrawal(small.id).status == "approved"
     assert run.override_roles == ["finance"]
+
+
+def test_the_demo_rules_name_groups_the_simulator_has():
+    """The demo runs against the simulator: a rule naming a group it lacks fails every run."""
+    from brokerdesk.automations.demo import DEMO_RULES
+    from brokerdesk.trading.simulator.engine import DEFAULT_GROUPS
+
+    named = {
+        action["params"]["group"]
+        for rule in DEMO_RULES
+        for action in rule["actions"]
+        if "group" in action.get("params", {})
+    }
+    assert named and named <= {group.name for group in DEFAULT_GROUPS}

@@ -17,7 +17,7 @@ DEMO_RULES: list[dict[str, Any]] = [
         "actions": [
             {
                 "action": "create_trading_account",
-                "params": {"server": "sim", "group": "real\\std", "leverage": 100},
+                "params": {"server": "sim", "group": "real\\standard", "leverage": 100},
             }
         ],
     },

@@ -105,6 +105,7 @@ DEFAULT_GROUPS = (
     Group("real\\pro", commission_per_lot=250),
     Group("demo\\standard", commission_per_lot=0),
     Group("real\\eur", currency="EUR"),
+    Group("real\\eu", stop_out_level=50),  # EU retail clients (the demo's automation moves them)
 )
 
 
