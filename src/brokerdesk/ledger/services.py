@@ -655,13 +655,31 @@ def _validate(request: Request) -> None:
         _check_amount(request.amount, "amount")
 
 
+def _chain_link(
+    prev: str,
+    transfer_id: object,
+    side: str,
+    amount: int,
+    is_pending: bool,
+    balance_after: int | None,
+    created_iso: str,
+) -> str:
+    """SHA-256 of an entry's fields after the previous link of its account's chain."""
+    text = f"{prev}|{transfer_id}|{side}|{amount}|{int(is_pending)}|{balance_after}|{created_iso}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _entry_hash(prev: str, entry: Entry | _NewEntry, created_iso: str | None = None) -> str:
     """The entry's link in its account's hash chain (``created_iso``: its time, preformatted)."""
-    text = (
-        f"{prev}|{entry.transfer_id}|{entry.side}|{entry.amount}|{int(entry.is_pending)}|"
-        f"{entry.balance_after}|{created_iso or entry.created_at.isoformat()}"
+    return _chain_link(
+        prev,
+        entry.transfer_id,
+        entry.side,
+        entry.amount,
+        entry.is_pending,
+        entry.balance_after,
+        created_iso or entry.created_at.isoformat(),
     )
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -1111,12 +1129,15 @@ class _Batch:
             account.credits_posted += amount
         balance_after = None if pending else account.credits_posted - account.debits_posted
         entry = _NewEntry(record.id, account.id, side, amount, pending, balance_after, self.now)
-        # The same text as _entry_hash builds (the chain verifier recomputes it with that).
-        text = (
-            f"{account.last_hash}|{record_text or record.id}|{side}|{amount}|{int(pending)}|"
-            f"{balance_after}|{self.now_iso}"
+        entry.hash = account.last_hash = _chain_link(
+            account.last_hash,
+            record_text or record.id,
+            side,
+            amount,
+            pending,
+            balance_after,
+            self.now_iso,
         )
-        entry.hash = account.last_hash = hashlib.sha256(text.encode()).hexdigest()
         account.entry_count += 1
         self.touched.add(account.id)
         self.new_entries.append(entry)
