@@ -226,28 +226,32 @@ def _state(p: dict[str, Any]) -> AccountState:
     )
 
 
+_DEAL_CLOSED_FIELDS = (
+    "server",
+    "login",
+    "deal",
+    "position_id",
+    "symbol",
+    "action",
+    "entry",
+    "reason",
+    "volume",
+    "volume_ext",
+    "volume_closed",
+    "volume_closed_ext",
+    "profit",
+    "commission",
+    "storage",
+    "fee",
+    "currency_digits",
+    "time_msc",
+)
+_deal_closed_values = operator.itemgetter(*(_D[name] for name in _DEAL_CLOSED_FIELDS))
+
+
 def _deal_closed(r: list[Any]) -> DealClosed:
-    """The ``trading.deal_closed`` event of a stored deal row."""
-    return DealClosed(
-        server=r[0],
-        login=r[4],
-        deal=r[1],
-        position_id=r[9],
-        symbol=r[10],
-        action=r[5],
-        entry=r[6],
-        reason=r[7],
-        volume=r[11],
-        volume_ext=r[12],
-        volume_closed=r[13],
-        volume_closed_ext=r[14],
-        profit=r[19],
-        commission=r[20],
-        storage=r[21],
-        fee=r[22],
-        currency_digits=r[18],
-        time_msc=r[3],
-    )
+    """The ``trading.deal_closed`` event of a stored deal row (its columns found by name)."""
+    return DealClosed(**dict(zip(_DEAL_CLOSED_FIELDS, _deal_closed_values(r), strict=True)))
 
 
 # --- deals -------------------------------------------------------------------------------------
@@ -399,24 +403,44 @@ def balance_effect(d: dict[str, Any]) -> tuple[int, int]:
 
 # --- summary -----------------------------------------------------------------------------------
 
+_summary_values = operator.itemgetter(
+    *(
+        _D[name]
+        for name in (
+            "server",
+            "deal",
+            "time_msc",
+            "login",
+            "action",
+            "currency_digits",
+            "profit",
+            "commission",
+            "storage",
+            "fee",
+        )
+    )
+)
+
 
 def _upsert_summaries(
     inserted: Iterable[list[Any]], touched: set[tuple[str, int]], now: int
 ) -> None:
     agg: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 2])
     for r in inserted:  # deal rows (DEAL_COLUMNS order); see balance_effect
-        a = agg[(r[0], r[4])]
-        action, amount = r[5], r[19]
+        server, deal, time_msc, login, action, digits, amount, commission, storage, fee = (
+            _summary_values(r)
+        )
+        a = agg[(server, login)]
         if action in _CREDIT_ACTIONS:
             a[1] += amount
         elif action not in _CANCELED_ACTIONS:
-            a[0] += amount + r[20] + r[21] + r[22]  # + commission + storage + fee
+            a[0] += amount + commission + storage + fee
         a[2] += 1
-        if r[1] > a[3]:
-            a[3] = r[1]
-        if r[3] > a[4]:
-            a[4] = r[3]
-        a[5] = r[18]
+        if deal > a[3]:
+            a[3] = deal
+        if time_msc > a[4]:
+            a[4] = time_msc
+        a[5] = digits
     rows: list[list[Any]] = []
     for key in sorted(touched):  # a fixed order: concurrent consumers lock rows alike
         bal, cred, n, ticket, tmsc, digits = agg.get(key, [0, 0, 0, 0, 0, 2])
