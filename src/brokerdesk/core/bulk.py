@@ -20,6 +20,8 @@ import orjson
 import psycopg
 from django.db import connection, models
 
+from brokerdesk.core import pgarrays
+
 
 def to_json(value: Any) -> str:
     """JSON text for a JSON column: orjson (fast), ``str()`` for what JSON has no type for."""
@@ -46,6 +48,7 @@ def _value(obj: Any, field: models.Field[Any, Any]) -> Any:
     return field.get_default() if value is _MISSING else value
 
 
+@functools.cache
 def _pg_type(field: models.Field[Any, Any]) -> str:
     if isinstance(field, models.JSONField):
         return "text"
@@ -65,15 +68,18 @@ def _insert_fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
     return [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
 
 
-def _pg_arrays(fields: Sequence[models.Field[Any, Any]], objects: Sequence[Any]) -> list[list[Any]]:
-    """One array per column (PostgreSQL: psycopg adapts the values; JSON goes as text)."""
+def _pg_arrays(fields: Sequence[models.Field[Any, Any]], objects: Sequence[Any]) -> list[Any]:
+    """One binary array per column (``pgarrays``; JSON goes as text)."""
     arrays = []
     for f in fields:
         if hasattr(objects[0], f.attname):
             values = list(map(operator.attrgetter(f.attname), objects))
         else:
             values = [_value(o, f) for o in objects]
-        arrays.append([to_json(v) for v in values] if isinstance(f, models.JSONField) else values)
+        if isinstance(f, models.JSONField):
+            arrays.append(pgarrays.encode("text", list(map(to_json, values))))
+        else:
+            arrays.append(pgarrays.encode(_pg_type(f), values))
     return arrays
 
 
@@ -85,6 +91,7 @@ def pg_cursor() -> psycopg.Cursor[Any]:
     once it has run a few times. It shares Django's connection and so its transaction.
     """
     connection.ensure_connection()
+    pgarrays.register(connection.connection)
     return psycopg.Cursor(connection.connection)
 
 
@@ -112,10 +119,23 @@ def _pg_update_sql(model: type[models.Model], names: tuple[str, ...]) -> str:
     unnest = ", ".join(f"%b::{_pg_type(f)}[]" for f in [pk, *fields])
     aliases = ", ".join(f"v{i}" for i in range(len(fields) + 1))
     sets = ", ".join(f'"{f.column}" = u.v{i + 1}' for i, f in enumerate(fields))
+    # The keys again as `= ANY(…)`: the table is read by its index, one probe per key (joined
+    # to the unnest alone, the generic plan hashes a sequential scan of the whole table).
     return (
         f"UPDATE {table} SET {sets} FROM unnest({unnest}) AS u({aliases}) "  # noqa: S608
-        f'WHERE {table}."{pk.column}" = u.v0'
+        f'WHERE {table}."{pk.column}" = u.v0 '
+        f'AND {table}."{pk.column}" = ANY(%b::{_pg_type(pk)}[])'
     )
+
+
+def _pg_update_params(
+    model: type[models.Model], names: Sequence[str], objects: Sequence[Any]
+) -> list[Any]:
+    """The arrays of ``_pg_update_sql``: keys, one per field, and the keys again."""
+    pk = model._meta.pk
+    assert pk is not None
+    arrays = _pg_arrays([pk, *_columns(model, names)], objects)
+    return [*arrays, arrays[0]]
 
 
 def _in_pipeline() -> bool:
@@ -146,9 +166,7 @@ def write_batch(
         if objects:
             ctes.append(f"i{index} AS ({_pg_insert_sql(model)})")
             params.extend(_pg_arrays(_insert_fields(model), objects))
-    pk = update_model._meta.pk
-    assert pk is not None
-    params.extend(_pg_arrays([pk, *_columns(update_model, update_fields)], updated))
+    params.extend(_pg_update_params(update_model, update_fields, updated))
     update_sql = _pg_update_sql(update_model, tuple(update_fields))
     sql = (f"WITH {', '.join(ctes)} " if ctes else "") + update_sql
     with pg_cursor() as cursor:
@@ -218,7 +236,9 @@ def update(model: type[models.Model], names: Sequence[str], objects: Sequence[An
     table = model._meta.db_table
     if connection.vendor == "postgresql":
         with pg_cursor() as pg:
-            pg.execute(_pg_update_sql(model, tuple(names)), _pg_arrays([pk, *fields], objects))
+            pg.execute(
+                _pg_update_sql(model, tuple(names)), _pg_update_params(model, names, objects)
+            )
         return
     sets = ", ".join(f'"{f.column}" = %s' for f in fields)
     rows = [

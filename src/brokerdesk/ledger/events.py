@@ -24,6 +24,13 @@ TRANSFER_FIELDS = (
 # An entry names its transfer by position in ``transfers`` (shorter than repeating its id).
 ENTRY_FIELDS = ("transfer", "account_id", "side", "amount", "is_pending")
 _transfer_row = operator.attrgetter(*TRANSFER_FIELDS)
+
+
+def _id_text(transfer: Any) -> str:
+    """The transfer's id as text (the engine's rows carry it already, as ``id_text``)."""
+    return getattr(transfer, "id_text", "") or str(transfer.id)
+
+
 _entry_values = operator.attrgetter("transfer_id", *ENTRY_FIELDS[1:])
 
 
@@ -63,15 +70,15 @@ class TransfersPosted(DomainEvent):
     @classmethod
     def of(cls, transfers: Sequence[Any], entries: Sequence[Any]) -> TransfersPosted:
         """The event for transfer rows and their entry rows (models or the engine's rows)."""
-        position = {t.id: i for i, t in enumerate(transfers)}
+        position = {t.id.int: i for i, t in enumerate(transfers)}  # int keys: hashed in C
         rows = []
         for values in map(_entry_values, entries):
-            rows.append((position[values[0]], *values[1:]))
+            rows.append((position[values[0].int], *values[1:]))
         return cls(
             first_transfer_id=str(transfers[0].id),
             transfers=list(map(_transfer_row, transfers)),
             entries=rows,
-            metadata={str(t.id): t.metadata for t in transfers if t.metadata},
+            metadata={_id_text(t): t.metadata for t in transfers if t.metadata},
         )
 
     @staticmethod

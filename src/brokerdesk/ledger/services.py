@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
@@ -94,6 +94,9 @@ class TransferRequest:
     actor: str = "system"
     reason: str = ""
     reverses: UUID | None = None
+    # the new transfer's id, when the caller must know it before posting (None: a new one);
+    # not part of the request's identity: a replay returns the first transfer's id
+    transfer_id: UUID | None = None
 
     def fingerprint_data(self) -> dict[str, Any]:
         """Everything that makes this request what it is (not who sent it)."""
@@ -109,8 +112,29 @@ class TransferRequest:
         }
 
     def fingerprint(self) -> str:
-        """A hash of ``fingerprint_data``."""
-        return _hash_json(self.fingerprint_data())
+        """A hash of ``fingerprint_data``, built without its ``str()`` of every id: orjson
+        writes a ``UUID`` as the same text (on the hot path; the tests compare the two)."""
+        metadata, reverses = self.metadata, self.reverses
+        return _hash_json(
+            {
+                "kind": self.kind,
+                "currency": self.currency,
+                "legs": [
+                    [a if a.__class__ is UUID else str(a), leg.side, leg.amount]
+                    for leg in self.legs
+                    for a in (leg.account_id,)
+                ],
+                "pending": self.pending,
+                "timeout": self.timeout.total_seconds() if self.timeout else None,
+                "metadata": metadata if metadata.__class__ is dict else dict(metadata),
+                "reason": self.reason,
+                "reverses": (
+                    (reverses if reverses.__class__ is UUID else str(reverses))
+                    if reverses
+                    else None
+                ),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -609,19 +633,21 @@ def _validate_transfer(request: TransferRequest) -> None:
     if not request.kind:
         raise ValidationError("A transfer needs a kind.", field="kind")
     get_currency(request.currency)
-    if len(request.legs) < 2:
+    legs = request.legs
+    if len(legs) < 2:
         raise errors.Unbalanced("A transfer needs at least two legs.", field="legs")
     debits = credits = 0
-    for index, leg in enumerate(request.legs):
-        _check_amount(leg.amount, f"legs[{index}].amount")
+    for index, leg in enumerate(legs):
+        amount = leg.amount
+        if amount.__class__ is not int or not 0 < amount <= MAX_MINOR_UNITS:
+            _check_amount(amount, f"legs[{index}].amount")  # says what is wrong, if anything
         if leg.side == "D":
-            debits += leg.amount
+            debits += amount
         elif leg.side == "C":
-            credits += leg.amount
+            credits += amount
         else:
             raise ValidationError(f"Side must be D or C; got {leg.side!r}.", field="side")
-    debited = {leg.account_id for leg in request.legs if leg.side == "D"}
-    if debited & {leg.account_id for leg in request.legs if leg.side == "C"}:
+    if _debits_and_credits_one_account(legs):
         raise ValidationError(
             "An account cannot be debited and credited in the same transfer.",
             code="same_account",
@@ -639,6 +665,15 @@ def _validate_transfer(request: TransferRequest) -> None:
             "A timeout applies only to a pending transfer and must be positive.",
             field="timeout",
         )
+
+
+def _debits_and_credits_one_account(legs: Sequence[Leg]) -> bool:
+    """Whether one account is both debited and credited."""
+    if len(legs) == 2:  # the usual transfer: no sets to build
+        first, second = legs
+        return first.side != second.side and first.account_id == second.account_id
+    debited = {leg.account_id for leg in legs if leg.side == "D"}
+    return bool(debited & {leg.account_id for leg in legs if leg.side == "C"})
 
 
 def _validate(request: Request) -> None:
@@ -701,6 +736,7 @@ class _NewTransfer:
     metadata: dict[str, Any] = field(default_factory=dict)
     actor: str = "system"
     reason: str = ""
+    id_text: str = ""  # ``str(id)``, when the engine has it (not a column)
 
 
 @dataclass(slots=True)
@@ -760,13 +796,24 @@ _PG_EXISTING_KEYS = (
     "(SELECT * FROM ledger_transfer WHERE idempotency_key = k.key LIMIT 1) AS t"
 )
 
-# A batch's rows go to PostgreSQL in chunks of about this many entries (pipelined).
+# A batch's rows go to PostgreSQL in chunks of about this many entries (pipelined)…
 PIPELINE_CHUNK_ENTRIES = 600
+# … the first one smaller (see ``_chunk_limit``).
+PIPELINE_FIRST_CHUNK_ENTRIES = 100
+
+
+def _chunk_limit(sent: int) -> int:
+    """How many entries the next chunk of a pipelined batch holds once ``sent`` were sent:
+    the server waits for the first chunk, so it is small, and the next ones double up to
+    ``PIPELINE_CHUNK_ENTRIES`` (each statement costs the server about 0.2 ms of its own)."""
+    return min(PIPELINE_CHUNK_ENTRIES, max(PIPELINE_FIRST_CHUNK_ENTRIES, 2 * sent))
+
 
 _COUNTERS = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
 _SNAPSHOT_FIELDS = (*_COUNTERS, "entry_count", "last_hash")
 _snapshot_of = operator.attrgetter(*_SNAPSHOT_FIELDS)
 _uuid_int = operator.attrgetter("int")  # sort ids by their number: C comparisons, same order
+_account_order = operator.attrgetter("id.int")
 
 
 class _Batch:
@@ -785,21 +832,26 @@ class _Batch:
         self.existing: dict[str, Transfer | _NewTransfer] = {}
         self.existing_loaded = False
         self.fingerprints: dict[int, str] = {}
+        self.new_ids: dict[int, tuple[UUID, str]] = {}  # a new transfer's id and its text
         self.new_transfers: list[_NewTransfer] = []
         self.new_entries: list[_NewEntry] = []
         self.done_in_batch: dict[str, tuple[str, TransferResult]] = {}
-        self.touched: set[UUID] = set()
+        self.touched: dict[int, LedgerAccount] = {}  # by id(): no UUID hashing per entry
+        self.saved: dict[int, tuple[LedgerAccount, tuple[Any, ...]]] = {}
         self.linked_id: UUID | None = None
         self.unit_keys: list[tuple[str, UUID | None, UUID | None]] = []
 
     # -- phases
 
     def run(self) -> list[list[Outcome]]:
-        live = [i for i in range(len(self.units)) if self._validate_unit(i)]
-        self._load_pendings(live)
-        self._lock_accounts(live)  # on PostgreSQL it hashes the requests while the server locks
+        if connection.vendor == "postgresql" and not self._has_resolutions():
+            live = self._lock_while_validating()
+        else:
+            live = [i for i in range(len(self.units)) if self._validate_unit(i)]
+            self._load_pendings(live)
+            self._lock_accounts(live)  # on PostgreSQL it hashes requests while the server locks
         if not self.fingerprints:
-            self._hash_requests(live)
+            self._prepare_requests(live)
         self.now = clock.now()  # after the locks, so entry times follow commit order
         self.now_iso = self.now.isoformat()
         self._load_existing(live)
@@ -808,9 +860,11 @@ class _Batch:
             # writes them while the next chunk is computed here (two cores, not one after the
             # other). Errors surface when the pipeline syncs, before the transaction commits.
             with connection.connection.pipeline():
+                sent = 0
                 for i in live:
                     self._apply_unit(i)
-                    if len(self.new_entries) >= PIPELINE_CHUNK_ENTRIES:
+                    if len(self.new_entries) >= _chunk_limit(sent):
+                        sent += len(self.new_entries)
                         self._write()
                 self._write()
         else:
@@ -852,36 +906,90 @@ class _Batch:
             return [leg.account_id for leg in request.legs]
         return [e.account_id for e in self.pending_entries.get(request.pending_id, [])]
 
-    def _hash_requests(self, live: list[int]) -> None:
-        self.fingerprints = {id(r): r.fingerprint() for i in live for r in self.units[i]}
+    def _prepare_requests(self, live: list[int]) -> None:
+        """What does not depend on the accounts, done while the server takes the locks: each
+        request's fingerprint, and each transfer's new id with its text (all ids written as
+        text at once, by orjson in C: ``str()`` of a UUID is Python code)."""
+        requests = [r for i in live for r in self.units[i]]
+        self.fingerprints = {id(r): r.fingerprint() for r in requests}
+        transfers = [r for r in requests if isinstance(r, TransferRequest)]
+        ids = [r.transfer_id or new_id() for r in transfers]
+        texts = orjson.loads(orjson.dumps(ids))
+        self.new_ids = {id(r): (i, t) for r, i, t in zip(transfers, ids, texts, strict=True)}
+
+    def _has_resolutions(self) -> bool:
+        return any(isinstance(r, ResolveRequest) for unit in self.units for r in unit)
+
+    def _lock_while_validating(self) -> list[int]:
+        """PostgreSQL, transfers only (no pending transfer to load first): lock the accounts
+        every request names and read every key, and validate and prepare the requests while
+        the server does it; return the valid units. (An invalid request's accounts are locked
+        and its key read for nothing, which is harmless; ids that are not UUIDs name no
+        account.)"""
+        requests = [r for unit in self.units for r in unit]
+        ids = sorted(
+            {
+                leg.account_id
+                for r in requests
+                if isinstance(r, TransferRequest)
+                for leg in r.legs
+                if leg.account_id.__class__ is UUID
+            },
+            key=_uuid_int,
+        )
+        live: list[int] = []
+
+        def validate_and_prepare() -> None:
+            live.extend(i for i in range(len(self.units)) if self._validate_unit(i))
+            self._prepare_requests(live)
+
+        if not ids:
+            validate_and_prepare()
+            return live
+        keys = sorted({r.idempotency_key for r in requests if r.idempotency_key.__class__ is str})
+        self._pg_lock(ids, keys, validate_and_prepare)
+        return live
 
     def _lock_accounts(self, live: list[int]) -> None:
         ids = sorted(
-            {a for i in live for r in self.units[i] for a in self._account_ids(r)}, key=_uuid_int
+            {
+                a
+                for i in live
+                for r in self.units[i]
+                for a in self._account_ids(r)
+                if a.__class__ is UUID  # anything else names no account (AccountNotFound)
+            },
+            key=_uuid_int,
         )
         if not ids:
             return
         if connection.vendor == "postgresql":
-            # The hot path: plain SQL (the ORM costs ~1 ms more per call than the query), and
-            # the idempotency keys read in the same round trip: the server runs the second
-            # statement once the first holds its locks, with a fresh snapshot (read committed),
-            # so it sees every transfer committed by whoever held them before.
             keys = sorted({r.idempotency_key for i in live for r in self.units[i]})
-            with bulk.pg_cursor() as locking, bulk.pg_cursor() as reading:
-                with connection.connection.pipeline():
-                    locking.execute(_PG_LOCK_ACCOUNTS, [ids], prepare=True)
-                    reading.execute(_PG_EXISTING_KEYS, [keys], prepare=True)
-                    # Sent; the requests are hashed here while the server takes the locks
-                    # (no longer than it takes them, so the locks are not held longer).
-                    self._hash_requests(live)
-                rows = locking.fetchall()
-                found = [_NewTransfer(*row) for row in reading.fetchall()]
-            self.accounts = {row[0]: _AccountState(*row) for row in rows}  # type: ignore[misc]
-            self.existing = {t.idempotency_key: t for t in found}
-            self.existing_loaded = True
+            self._pg_lock(ids, keys, lambda: self._prepare_requests(live))
             return
         locked = LedgerAccount.objects.select_for_update().filter(id__in=ids).order_by("id")
         self.accounts = {a.id: a for a in locked}
+
+    def _pg_lock(self, ids: list[UUID], keys: list[str], meanwhile: Callable[[], None]) -> None:
+        """Lock the accounts ``ids`` (sorted) and read the transfers of ``keys``, running
+        ``meanwhile`` here while the server does it.
+
+        The hot path: plain SQL (the ORM costs ~1 ms more per call than the query), and the
+        keys read in the same round trip: the server runs the second statement once the first
+        holds its locks, with a fresh snapshot (read committed), so it sees every transfer
+        committed by whoever held them before. ``meanwhile`` takes no longer than the server,
+        so the locks are not held longer for it.
+        """
+        with bulk.pg_cursor() as locking, bulk.pg_cursor() as reading:
+            with connection.connection.pipeline():
+                locking.execute(_PG_LOCK_ACCOUNTS, [ids], prepare=True)
+                reading.execute(_PG_EXISTING_KEYS, [keys], prepare=True)
+                meanwhile()
+            rows = locking.fetchall()
+            found = [_NewTransfer(*row) for row in reading.fetchall()]
+        self.accounts = {row[0]: _AccountState(*row) for row in rows}  # type: ignore[misc]
+        self.existing = {t.idempotency_key: t for t in found}
+        self.existing_loaded = True
 
     def _load_existing(self, live: list[int]) -> None:
         """Read idempotency keys, resolutions and reversals after locking (so we see winners)."""
@@ -918,31 +1026,38 @@ class _Batch:
     # -- applying one unit in memory
 
     def _apply_unit(self, i: int) -> None:
+        """Apply one unit in memory; if one of its requests fails, undo all of it."""
+        unit, outcomes = self.units[i], self.outcomes[i]
         marks = (len(self.new_transfers), len(self.new_entries))
-        self.linked_id = new_id() if len(self.units[i]) > 1 else None
-        snapshot: dict[UUID, tuple[Any, ...]] = {}
+        self.linked_id = new_id() if len(unit) > 1 else None
+        self.saved = {}
         self.unit_keys = []
-        for j, request in enumerate(self.units[i]):
-            for account_id in self._account_ids(request):
-                account = self.accounts.get(account_id)
-                if account is not None and account_id not in snapshot:
-                    snapshot[account_id] = _snapshot_of(account)
+        for j, request in enumerate(unit):
             try:
-                self.outcomes[i][j] = self._apply(request)
+                outcomes[j] = self._apply(request)
             except DomainError as exc:
-                for account_id, values in snapshot.items():
-                    for name, value in zip(_SNAPSHOT_FIELDS, values, strict=True):
-                        setattr(self.accounts[account_id], name, value)
-                del self.new_transfers[marks[0] :]
-                del self.new_entries[marks[1] :]
-                for key, resolved, reversed_id in self.unit_keys:
-                    self.done_in_batch.pop(key, None)
-                    if resolved is not None:
-                        self.resolved.pop(resolved, None)
-                    if reversed_id is not None:
-                        self.reversed.discard(reversed_id)
+                self._undo_unit(marks)
                 self._fail_unit(i, j, exc)
                 return
+
+    def _remember(self, account: LedgerAccount) -> None:
+        """Save the account's counters before the unit first changes them."""
+        if id(account) not in self.saved:
+            self.saved[id(account)] = (account, _snapshot_of(account))
+
+    def _undo_unit(self, marks: tuple[int, int]) -> None:
+        """Put back what the failed unit changed: counters, rows and the keys it took."""
+        for account, values in self.saved.values():
+            for name, value in zip(_SNAPSHOT_FIELDS, values, strict=True):
+                setattr(account, name, value)
+        del self.new_transfers[marks[0] :]
+        del self.new_entries[marks[1] :]
+        for key, resolved, reversed_id in self.unit_keys:
+            self.done_in_batch.pop(key, None)
+            if resolved is not None:
+                self.resolved.pop(resolved, None)
+            if reversed_id is not None:
+                self.reversed.discard(reversed_id)
 
     def _replay(self, request: Request, fingerprint: str) -> TransferResult | None:
         key = request.idempotency_key
@@ -968,9 +1083,11 @@ class _Batch:
 
     def _apply(self, request: Request) -> TransferResult:
         fingerprint = self.fingerprints.get(id(request)) or request.fingerprint()
-        replay = self._replay(request, fingerprint)
-        if replay is not None:
-            return replay
+        key = request.idempotency_key
+        if key in self.done_in_batch or key in self.existing:
+            replay = self._replay(request, fingerprint)
+            if replay is not None:
+                return replay
         if isinstance(request, TransferRequest):
             result = self._apply_transfer(request, fingerprint)
         else:
@@ -1000,27 +1117,35 @@ class _Batch:
                 )
             self.reversed.add(request.reverses)
         self.unit_keys.append((request.idempotency_key, None, request.reverses))
-        phase = Phase.PENDING if request.pending else Phase.POSTED
+        legs, pending = request.legs, request.pending
+        amount = 0
+        for leg in legs:
+            if leg.side == "D":
+                amount += leg.amount
+        transfer_id, record_text = self.new_ids.get(id(request)) or _id_and_text(request)
         record = self._new_transfer(
+            transfer_id,
             request.idempotency_key,
             fingerprint,
             request.kind,
             currency,
-            sum(leg.amount for leg in request.legs if leg.side == "D"),
-            phase,
+            amount,
+            Phase.PENDING if pending else Phase.POSTED,
             metadata=dict(request.metadata),
             actor=request.actor,
             reason=request.reason,
             reverses_id=request.reverses,
             expires_at=self.now + request.timeout if request.timeout else None,
         )
-        accounts, pending, record_text = self.accounts, request.pending, str(record.id)
-        for leg in request.legs:
+        record.id_text = record_text
+        accounts, moved = self.accounts, []
+        for leg in legs:
             account = accounts.get(leg.account_id)
             if account is None or account.currency != currency:
                 account = self._account(leg.account_id, currency)  # raises the error that applies
             self._move(record, account, leg.side, leg.amount, pending, record_text)
-        self._check_flags(request.legs)
+            moved.append(account)
+        self._check_flags(legs, moved)
         return _result(record)
 
     def _apply_resolution(self, request: ResolveRequest, fingerprint: str) -> TransferResult:
@@ -1058,6 +1183,7 @@ class _Batch:
         self.resolved[pending.id] = phase
         self.unit_keys.append((request.idempotency_key, pending.id, None))
         record = self._new_transfer(
+            new_id(),
             request.idempotency_key,
             fingerprint,
             pending.kind,
@@ -1069,19 +1195,23 @@ class _Batch:
             reason=request.reason,
             pending_id=pending.id,
         )
+        moved = []
         for e in entries:
             account = self.accounts[e.account_id]
+            self._remember(account)
             counter = "debits_pending" if e.side == Side.DEBIT else "credits_pending"
             setattr(account, counter, getattr(account, counter) - e.amount)
-            self.touched.add(account.id)
+            self.touched[id(account)] = account
             if request.action == "post":
                 self._move(record, account, e.side, amount if len(entries) == 2 else e.amount)
+            moved.append(account)
         legs = [Leg(e.account_id, "D" if e.side == Side.DEBIT else "C", e.amount) for e in entries]
-        self._check_flags(legs)
+        self._check_flags(legs, moved)
         return _result(record)
 
     def _new_transfer(
         self,
+        transfer_id: UUID,
         key: str,
         fingerprint: str,
         kind: str,
@@ -1091,7 +1221,7 @@ class _Batch:
         **fields: Any,
     ) -> _NewTransfer:
         record = _NewTransfer(
-            id=new_id(),
+            id=transfer_id,
             idempotency_key=key,
             request_hash=fingerprint,
             kind=kind,
@@ -1118,6 +1248,8 @@ class _Batch:
         transfer's id as text, when the caller has it already)."""
         if side.__class__ is not str:
             side = str(side)  # a Side choice from a stored entry
+        if id(account) not in self.saved:
+            self._remember(account)
         if side == "D":
             if pending:
                 account.debits_pending += amount
@@ -1139,13 +1271,13 @@ class _Batch:
             self.now_iso,
         )
         account.entry_count += 1
-        self.touched.add(account.id)
+        self.touched[id(account)] = account
         self.new_entries.append(entry)
 
-    def _check_flags(self, legs: Sequence[Leg]) -> None:
-        accounts = self.accounts
-        for leg in legs:
-            a = accounts[leg.account_id]
+    def _check_flags(self, legs: Sequence[Leg], accounts: Sequence[LedgerAccount]) -> None:
+        """Refuse the transfer if one of its accounts (``accounts[k]`` is ``legs[k]``'s) went
+        where its flags forbid."""
+        for a in accounts:
             if a.no_negative and a.debits_posted + a.debits_pending > a.credits_posted:
                 needed = sum(x.amount for x in legs if x.account_id == a.id and x.side == "D")
                 available = needed - (a.debits_posted + a.debits_pending - a.credits_posted)
@@ -1173,24 +1305,43 @@ class _Batch:
                 TransfersPosted.of(self.new_transfers, self.new_entries), occurred_at=self.now
             )
         ]
-        touched = [self.accounts[a] for a in sorted(self.touched, key=_uuid_int)]
+        touched = sorted(self.touched.values(), key=_account_order)
         bulk.write_batch(
             [(Transfer, self.new_transfers), (Entry, self.new_entries), (OutboxEvent, events)],
             LedgerAccount,
             _SNAPSHOT_FIELDS,
             touched,
         )
-        self.new_transfers, self.new_entries, self.touched = [], [], set()
+        self.new_transfers, self.new_entries, self.touched = [], [], {}
+
+
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def _id_and_text(request: TransferRequest) -> tuple[UUID, str]:
+    """A new transfer's id (the caller's, if it chose one) and its text."""
+    transfer_id = request.transfer_id or new_id()
+    return transfer_id, str(transfer_id)
 
 
 def _result(record: Transfer | _NewTransfer) -> TransferResult:
-    return TransferResult(
-        transfer_id=record.id,
-        idempotency_key=record.idempotency_key,
-        kind=record.kind,
-        phase=str(record.phase),
-        currency=record.currency,
-        amount=record.amount,
-        created_at=record.created_at,
-        linked_id=record.linked_id,
+    """The result of a transfer, its fields set at once (a frozen dataclass's ``__init__``
+    sets them one by one through ``object.__setattr__``: three times as long, per transfer)."""
+    result = _new_object(TransferResult)
+    _set_attribute(
+        result,
+        "__dict__",
+        {
+            "transfer_id": record.id,
+            "idempotency_key": record.idempotency_key,
+            "kind": record.kind,
+            "phase": str(record.phase),
+            "currency": record.currency,
+            "amount": record.amount,
+            "created_at": record.created_at,
+            "replayed": False,
+            "linked_id": record.linked_id,
+        },
     )
+    return result
