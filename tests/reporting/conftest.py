@@ -13,8 +13,10 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from django.db.models import Q
 
 from brokerdesk.core.bus.base import Message
+from brokerdesk.core.bus.batch import expand_all
 from brokerdesk.core.models import OutboxEvent
 from brokerdesk.reporting import consumers
 from brokerdesk.reporting.services import PROJECTED_TYPES
@@ -52,8 +54,10 @@ def bundled_rule_sets(request: pytest.FixtureRequest) -> None:
 def outbox_messages(*, after: set[str] | None = None) -> list[Message]:
     """The stored outbox events the projectors read, as bus messages, in order."""
     types = set().union(*PROJECTED_TYPES.values())
-    rows = OutboxEvent.objects.filter(type__in=types).order_by("occurred_at", "id")
-    return [
+    rows = OutboxEvent.objects.filter(
+        Q(type__in=types) | Q(payload__batch_of__in=types)  # batch events: by their items
+    ).order_by("occurred_at", "id")
+    stored = [
         Message(
             str(e.id),
             e.stream,
@@ -64,7 +68,11 @@ def outbox_messages(*, after: set[str] | None = None) -> list[Message]:
             e.aggregate_id,
         )
         for e in rows
-        if after is None or str(e.id) not in after
+    ]
+    return [
+        m
+        for m in expand_all(stored)  # as the consumer runner hands them over
+        if m.type in types and (after is None or m.event_id not in after)
     ]
 
 

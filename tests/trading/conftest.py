@@ -95,3 +95,19 @@ def make_simulator(tmp_path: Path) -> Iterator[object]:
     yield make
     for sim in started:
         stop_simulator(sim)
+
+
+def deal_closed_payloads() -> list[dict[str, object]]:
+    """The ``trading.deal_closed`` payloads in the outbox, as consumers receive them: the
+    ingest's ``trading.deals_closed`` batch events expanded, single events as they are."""
+    from brokerdesk.core.bus.base import Message
+    from brokerdesk.core.bus.batch import expand_all
+    from brokerdesk.core.models import OutboxEvent
+
+    rows = OutboxEvent.objects.filter(
+        type__in=["trading.deal_closed", "trading.deals_closed"]
+    ).order_by("occurred_at", "id")
+    messages = [
+        Message(str(e.id), e.stream, e.type, e.payload, e.occurred_at.isoformat()) for e in rows
+    ]
+    return [m.payload for m in expand_all(messages) if m.type == "trading.deal_closed"]

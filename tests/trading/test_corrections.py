@@ -28,6 +28,7 @@ from brokerdesk.trading.platform.port import (
     PositionAction,
 )
 from brokerdesk.trading.resync import positions_snapshot_message
+from tests.trading.conftest import deal_closed_payloads
 
 pytestmark = pytest.mark.django_db
 T0 = 1_790_000_000_000
@@ -108,7 +109,7 @@ def corrected() -> list[dict[str, Any]]:
 
 
 def closed_events() -> list[dict[str, Any]]:
-    return [e.payload for e in OutboxEvent.objects.filter(type="trading.deal_closed")]
+    return deal_closed_payloads()
 
 
 BASE = 100_000 + 2000 - 175  # deposit + the closing deal 3 as first stored

@@ -11,7 +11,6 @@ import pytest
 
 from brokerdesk.core.bus.base import Message
 from brokerdesk.core.consumers import Consumer, register, unregister
-from brokerdesk.core.models import OutboxEvent
 from brokerdesk.trading.bridge import Bridge, MemoryCheckpointStore
 from brokerdesk.trading.ingest import apply_account_state, apply_messages
 from brokerdesk.trading.models import AccountSummary, TradingDeal, TradingPosition
@@ -25,6 +24,7 @@ from brokerdesk.trading.platform.port import (
     Position,
     PositionAction,
 )
+from tests.trading.conftest import deal_closed_payloads
 
 pytestmark = pytest.mark.django_db
 T0 = 1_790_000_000_000
@@ -158,11 +158,21 @@ def test_out_of_order_deals_give_the_same_state_as_in_order() -> None:
 def test_closing_deals_emit_deal_closed_once() -> None:
     apply_messages(history())
     apply_messages(history())
-    events = OutboxEvent.objects.filter(type="trading.deal_closed")
-    assert sorted(e.payload["deal"] for e in events) == [3, 4]
-    closed = {e.payload["deal"]: e.payload for e in events}
+    events = deal_closed_payloads()
+    assert sorted(p["deal"] for p in events) == [3, 4]
+    closed = {p["deal"]: p for p in events}
     assert closed[3]["volume_closed"] == 5000 and closed[3]["profit"] == 2000
     assert closed[4]["storage"] == -30
+
+
+def test_the_closing_deals_of_a_batch_are_one_outbox_row() -> None:
+    from brokerdesk.core.models import OutboxEvent
+
+    apply_messages(history())  # two closing trades among them
+    [row] = OutboxEvent.objects.filter(stream="trading", type="trading.deals_closed")
+    assert row.payload["batch_of"] == "trading.deal_closed" and row.payload["count"] == 2
+    assert not OutboxEvent.objects.filter(type="trading.deal_closed").exists()
+    assert [p["deal"] for p in deal_closed_payloads()] == [3, 4]
 
 
 def test_an_older_position_update_never_overwrites_a_newer_one() -> None:
@@ -314,9 +324,9 @@ def stored_state(server: str) -> dict[str, object]:
     )  # fmt: skip
     closed = sorted(
         (
-            {k: v for k, v in e.payload.items() if k != "server"}
-            for e in OutboxEvent.objects.filter(type="trading.deal_closed")
-            if e.payload["server"] == server
+            {k: v for k, v in p.items() if k != "server"}
+            for p in deal_closed_payloads()
+            if p["server"] == server
         ),
         key=lambda p: p["deal"],
     )
@@ -372,4 +382,4 @@ def test_a_batch_in_another_column_order_is_read_by_name() -> None:
     stored = TradingDeal.objects.get(server="live", deal=5)
     assert (stored.profit, stored.entry, stored.volume_closed) == (1200, 1, 1000)
     assert summary().balance == 1200 - 35
-    assert OutboxEvent.objects.filter(type="trading.deal_closed").count() == 1
+    assert len(deal_closed_payloads()) == 1

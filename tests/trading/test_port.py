@@ -146,6 +146,10 @@ def test_wire_dicts_convert_exactly_like_mt5_objects() -> None:
             "Profit": money(), "Commission": money(), "Storage": money(), "Fee": money(),
             "Price": abs(money()), "Volume": rng.randrange(0, 10**6), "Symbol": "EURUSD",
             "ContractSize": 100000.0, "Comment": rng.choice(["", "x"]), "Reason": 3,
+            # every field distinct, so the fast path's positional order is checked too
+            "Order": rng.randrange(1, 10**9), "PositionID": rng.randrange(1, 10**9),
+            "VolumeExt": rng.randrange(1, 10**9), "VolumeClosed": rng.randrange(1, 10**6),
+            "VolumeClosedExt": rng.randrange(1, 10**9), "ExternalID": rng.choice(["", "e"]),
         }  # fmt: skip
         assert deal_from_mt5(deal_wire) == deal_from_mt5(SimpleNamespace(**deal_wire))
         position_wire = {
@@ -153,6 +157,8 @@ def test_wire_dicts_convert_exactly_like_mt5_objects() -> None:
             "Action": rng.choice([0, 1]), "Volume": 100, "Digits": digits,
             "PriceOpen": abs(money()), "PriceCurrent": abs(money()), "ContractSize": 100.0,
             "Profit": money(), "Storage": money(), "TimeUpdateMsc": 5,
+            "VolumeExt": rng.randrange(1, 10**9), "TimeCreateMsc": rng.randrange(1, 10**12),
+            "Comment": rng.choice(["", "c"]),
         }  # fmt: skip
         assert position_from_mt5(position_wire, cd) == position_from_mt5(
             SimpleNamespace(**position_wire), cd

@@ -12,8 +12,9 @@ A module declares its consumers in its own ``consumers.py``, which the worker im
 A consumer name is also its consumer-group name on the bus, so it must stay stable.
 
 The runner reads a batch (at most ``batch_size`` messages, waiting at most ``max_wait_ms`` for
-the first), drops the messages this consumer already processed (``ProcessedEvent``), runs the
-handler and records the processed ids in ONE transaction, and acknowledges after the commit.
+the first), expands batch events into their items (:mod:`brokerdesk.core.bus.batch`), drops
+the messages this consumer already processed (``ProcessedEvent``), runs the handler and
+records the processed ids in ONE transaction, and acknowledges after the commit.
 When the batch fails, it is retried message by message (each in its own transaction, up to
 ``max_attempts`` tries); a message that still fails goes to ``DeadLetter`` and is acknowledged
 so that the rest of the stream moves on. A database failure (``OperationalError``) is not held
@@ -39,6 +40,7 @@ from django.utils.module_loading import autodiscover_modules
 
 from brokerdesk.core import metrics
 from brokerdesk.core.bus.base import Bus, Delivery, Message, StreamDepth
+from brokerdesk.core.bus.batch import expand_deliveries
 from brokerdesk.core.models import DeadLetter, ProcessedEvent
 
 log = structlog.get_logger(__name__)
@@ -66,6 +68,11 @@ class Consumer:
     # redelivery is already a no-op: skip the processed-id rows, which cost a read and a write
     # per message. Only for handlers that really are idempotent on their own.
     keyed_writes: bool = False
+    # After a read that came back short of ``batch_size`` items, keep reading for up to this
+    # long before handling (0: handle at once). For handlers with a high fixed cost per batch
+    # (the trading ingest: a summary row per account touched, a commit): bigger batches at
+    # the price of at most this much more latency. A full batch never waits.
+    linger_ms: int = 0
 
 
 _registry: dict[str, Consumer] = {}
@@ -83,6 +90,7 @@ def register(
     max_deliveries: int = 5,
     retry_backoff_s: float = 0.05,
     keyed_writes: bool = False,
+    linger_ms: int = 0,
 ) -> Consumer:
     """Declare a consumer; a second, different handler under the same name is an error."""
     spec = Consumer(
@@ -95,6 +103,7 @@ def register(
         max_deliveries=max_deliveries,
         retry_backoff_s=retry_backoff_s,
         keyed_writes=keyed_writes,
+        linger_ms=linger_ms,
     )
     if not spec.streams:
         raise ValueError(f"consumer {name!r} reads no stream")
@@ -138,6 +147,15 @@ def autodiscover() -> dict[str, Consumer]:
 
 def _qualname(handler: Handler) -> str:
     return f"{getattr(handler, '__module__', '')}.{getattr(handler, '__qualname__', handler)}"
+
+
+LINGER_POLL_S = 0.025  # between the reads of a lingering batch
+
+
+def _item_count(deliveries: list[Delivery]) -> int:
+    """Items in deliveries: a batch message counts as its ``items`` header (see the Redis
+    bus, which sizes reads the same way)."""
+    return sum(int((d.message.headers or {}).get("items", 1)) for d in deliveries)
 
 
 def _age_seconds(occurred_at: str, now: datetime) -> float | None:
@@ -207,14 +225,28 @@ class ConsumerRunner:
         per_stream = wait // len(self.spec.streams)
         total = BatchResult()
         for stream in self.spec.streams:
-            deliveries = self.bus.read(
-                stream, self.spec.name, self.instance, self.spec.batch_size, per_stream
-            )
+            deliveries = self._read(stream, per_stream)
             if deliveries:
                 total.add(self.handle(stream, deliveries))
         if not total.delivered:
             metrics.CONSUMER_LAG_SECONDS.labels(consumer=self.spec.name).set(0)
         return total
+
+    def _read(self, stream: str, block_ms: int) -> list[Delivery]:
+        """One batch from ``stream``: a read, then (``linger_ms``) more reads until the batch
+        is full or the linger time is up."""
+        spec = self.spec
+        deliveries = self.bus.read(stream, spec.name, self.instance, spec.batch_size, block_ms)
+        if not deliveries or spec.linger_ms <= 0:
+            return deliveries
+        deadline = time.monotonic() + spec.linger_ms / 1000
+        items = _item_count(deliveries)
+        while items < spec.batch_size and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, LINGER_POLL_S))
+            more = self.bus.read(stream, spec.name, self.instance, spec.batch_size - items, 0)
+            deliveries.extend(more)
+            items += _item_count(more)
+        return deliveries
 
     def drain(self, max_rounds: int = 10_000) -> BatchResult:
         """Handle batches without waiting until a round finds nothing."""
@@ -237,7 +269,10 @@ class ConsumerRunner:
                 stop.wait(error_pause_s)
 
     def handle(self, stream: str, deliveries: list[Delivery]) -> BatchResult:
-        """Handle one batch read from ``stream`` and acknowledge it."""
+        """Handle one batch read from ``stream`` and acknowledge it (a batch event counts
+        as its items, see :mod:`brokerdesk.core.bus.batch`)."""
+        read = deliveries
+        deliveries = expand_deliveries(read)
         name = self.spec.name
         started = time.perf_counter()
         result = BatchResult(delivered=len(deliveries))
@@ -250,10 +285,14 @@ class ConsumerRunner:
         unique = list(first.values())
         poison = [d for d in unique if d.attempts > self.spec.max_deliveries]
         normal = [d for d in unique if d.attempts <= self.spec.max_deliveries]
-        if normal:
+        # batch events can expand past batch_size (a bus that counts them as one message):
+        # the handler still never gets more than batch_size items in one transaction
+        size = max(1, self.spec.batch_size)
+        for start in range(0, len(normal), size):
+            chunk = normal[start : start + size]
             try:
                 with transaction.atomic():
-                    processed, duplicates = self._process([d.message for d in normal])
+                    processed, duplicates = self._process([d.message for d in chunk])
                 result.processed += processed
                 result.duplicates += duplicates
                 metrics.CONSUMER_BATCHES.labels(consumer=name, outcome="ok").inc()
@@ -261,7 +300,7 @@ class ConsumerRunner:
                 log.warning("consumer_batch_failed", consumer=name, exc_info=True)
                 metrics.CONSUMER_BATCHES.labels(consumer=name, outcome="retried").inc()
                 result.retried = True
-                for delivery in normal:
+                for delivery in chunk:
                     self._one_by_one(delivery, result)
         for delivery in poison:
             self._give_up(
@@ -270,7 +309,7 @@ class ConsumerRunner:
                 delivery.attempts,
                 result,
             )
-        self.bus.ack(stream, name, deliveries)
+        self.bus.ack(stream, name, read)
 
         now = datetime.now(UTC)
         ages = [a for d in unique if (a := _age_seconds(d.message.occurred_at, now)) is not None]

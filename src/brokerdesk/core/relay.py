@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import UTC
+from typing import Any
 
 import orjson
 from django.db import connection, transaction
@@ -19,13 +20,14 @@ from django.db.models import Max
 
 from brokerdesk.core import bulk, clock, metrics
 from brokerdesk.core.bus.base import Bus, Message
+from brokerdesk.core.bus.batch import is_batch, item_count
 from brokerdesk.core.bus.outbox import take_relay_lock
 from brokerdesk.core.models import OutboxEvent
 
 
 def to_message(row: OutboxEvent) -> Message:
     """The bus message for an outbox row (``seq`` travels as a header when set)."""
-    headers = {"seq": str(row.seq)} if row.seq is not None else {}
+    headers = _headers(row.seq, row.payload) if row.seq is not None else {}
     return Message(
         event_id=str(row.id),
         stream=row.stream,
@@ -93,11 +95,11 @@ def _relay_pg(bus: Bus, batch_size: int) -> list[str]:
                     event_id=event_id,
                     stream=stream,
                     type=type_,
-                    payload=orjson.loads(payload),
+                    payload=body,
                     occurred_at=occurred_at.astimezone(UTC).isoformat(),
                     version=version,
                     aggregate_id=aggregate_id,
-                    headers={"seq": str(seq)},
+                    headers=_headers(seq, body),
                 )
                 for (
                     seq,
@@ -109,9 +111,18 @@ def _relay_pg(bus: Bus, batch_size: int) -> list[str]:
                     payload,
                     occurred_at,
                 ) in rows
+                for body in (orjson.loads(payload),)
             ]
         )
     return [row[2] for row in rows]
+
+
+def _headers(seq: int, payload: Any) -> dict[str, str]:
+    """``seq``, and for a batch event its row count as ``items`` (the Redis bus sizes reads
+    by items, see :mod:`brokerdesk.core.bus.batch`)."""
+    if is_batch(payload):
+        return {"seq": str(seq), "items": str(item_count(payload))}
+    return {"seq": str(seq)}
 
 
 def relay_all(bus: Bus, batch_size: int = 500) -> int:

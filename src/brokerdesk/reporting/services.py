@@ -27,9 +27,11 @@ from typing import Any
 
 import structlog
 from django.db import connection, transaction
+from django.db.models import Q
 
 from brokerdesk.core import audit, clock, metrics
 from brokerdesk.core.bus.base import Message
+from brokerdesk.core.bus.batch import BATCH_KEY, expand
 from brokerdesk.core.errors import ValidationError
 from brokerdesk.reporting.models import (
     NO_IB,
@@ -557,7 +559,8 @@ def _replay_outbox(batch_size: int) -> tuple[int, int]:
     types = sorted(set().union(*PROJECTED_TYPES.values()))
     events = facts = 0
     rows = (
-        OutboxEvent.objects.filter(type__in=types)
+        # batch events (one row for many events, e.g. trading's deal_closed) by their items' type
+        OutboxEvent.objects.filter(Q(type__in=types) | Q(**{f"payload__{BATCH_KEY}__in": types}))
         .order_by("occurred_at", "id")
         .values_list("id", "stream", "type", "version", "aggregate_id", "payload", "occurred_at")
     )
@@ -565,11 +568,10 @@ def _replay_outbox(batch_size: int) -> tuple[int, int]:
     for event_id, stream, type_, version, aggregate, payload, occurred_at in rows.iterator(
         chunk_size=batch_size
     ):
-        batch.append(
-            Message(
-                str(event_id), stream, type_, payload, occurred_at.isoformat(), version, aggregate
-            )
+        message = Message(
+            str(event_id), stream, type_, payload, occurred_at.isoformat(), version, aggregate
         )
+        batch.extend(m for m in expand(message) if m.type in types)
         if len(batch) >= batch_size:
             facts += apply_messages(batch).applied
             events += len(batch)

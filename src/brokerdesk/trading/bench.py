@@ -524,12 +524,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="brokerdesk bench ingest")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--seconds", type=float, default=60.0, help="production time")
-    parser.add_argument("--rate", type=float, default=25_000, help="simulated deals per second")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=21_000,
+        help="simulated deals per second (default: 5%% above the 20,000/s the pipeline must keep)",
+    )
     parser.add_argument("--traders", type=int, default=500, help="simulated client logins")
     parser.add_argument("--faults", action="store_true", help="5%% duplicates and 5%% reorders")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
-        "--workers", type=int, default=1, help="consumer processes (one consumer group)"
+        "--workers",
+        type=int,
+        default=2,
+        help="consumer processes (one consumer group; production runs several)",
     )
     parser.add_argument(
         "--consumer-stage",

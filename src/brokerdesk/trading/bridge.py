@@ -206,6 +206,7 @@ class BridgeConfig:
 
     batch_size: int = 2000
     batch_wait: float = 0.05  # seconds to fill a batch
+    poll_wait: float = 0.005  # seconds between takes from the event queue within a batch
     backoff_initial: float = 0.2
     backoff_max: float = 30.0
     #: Re-read this many tickets below the checkpoint after reconnecting: a server that pushed
@@ -318,23 +319,35 @@ class Bridge:
                 return
 
     def _next_batch(self) -> tuple[list[PlatformEvent], bool]:
-        """Up to ``batch_size`` events, waiting at most ``batch_wait``; True if the link dropped."""
+        """Up to ``batch_size`` events, waiting at most ``batch_wait``; True if the link dropped.
+
+        Waits for the first event, then takes what is queued and sleeps ``poll_wait`` between
+        takes rather than waking up for every single event (a firehose of tens of thousands a
+        second would otherwise hand the interpreter back and forth once per event)."""
+        cfg = self.config
+        events = self._events
         batch: list[PlatformEvent] = []
-        deadline = time.monotonic() + self.config.batch_wait
-        while len(batch) < self.config.batch_size:
-            timeout = deadline - time.monotonic()
-            try:
-                event = (
-                    self._events.get(timeout=max(timeout, 0.0))
-                    if timeout > 0
-                    else self._events.get_nowait()
-                )
-            except queue.Empty:
-                break
-            if event.kind == EventKind.CONNECTION_LOST:
+        deadline = time.monotonic() + cfg.batch_wait
+        try:
+            batch.append(events.get(timeout=cfg.batch_wait))
+        except queue.Empty:
+            return batch, False
+        lost = EventKind.CONNECTION_LOST
+        while True:
+            if batch[-1].kind is lost:
+                batch.pop()
                 return batch, True
-            batch.append(event)
-        return batch, False
+            if len(batch) >= cfg.batch_size:
+                return batch, False
+            try:
+                batch.append(events.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return batch, False
+            time.sleep(min(cfg.poll_wait, left))
 
     def catch_up(self) -> int:
         """Publish every deal above the checkpoint (minus the margin); returns how many."""

@@ -1,8 +1,9 @@
 """Trading consumers and periodic jobs (discovered by ``brokerdesk worker``).
 
 * ``trading.ingest`` reads every configured platform server's stream (``platform.<server>``,
-  from ``PLATFORM_SERVERS``) in batches of up to 5,000 messages or 200 ms, and applies them in
-  the runner's one transaction per batch (:func:`brokerdesk.trading.ingest.apply_messages`).
+  from ``PLATFORM_SERVERS``) in batches of up to 5,000 deals (lingering up to 150 ms for a
+  fuller batch), and applies them in the runner's one transaction per batch
+  (:func:`brokerdesk.trading.ingest.apply_messages`).
 * ``trading.recover_transfers`` resumes or compensates wallet↔trading transfers stuck between
   steps (a crash, a lost confirmation), asking the platform for the deal by comment.
 * ``trading.deal_partitions`` keeps monthly deal partitions three months ahead (PostgreSQL).
@@ -24,6 +25,11 @@ log = structlog.get_logger(__name__)
 
 INGEST_BATCH_SIZE = 5000
 INGEST_MAX_WAIT_MS = 200
+# A batch costs PostgreSQL a fixed ~7 ms (a summary row per account touched, the commit) on
+# top of ~16 µs per deal: at 20,000 deals/s a worker that took whatever was there made
+# batches of a few hundred deals and spent twice the CPU per deal. Waiting up to 150 ms for
+# more gives batches of thousands for at most 150 ms more lag.
+INGEST_LINGER_MS = 150
 
 
 def ingest_streams() -> list[str]:
@@ -37,6 +43,7 @@ def ingest_streams() -> list[str]:
     batch_size=INGEST_BATCH_SIZE,
     max_wait_ms=INGEST_MAX_WAIT_MS,
     keyed_writes=True,  # deals are unique on (server, ticket); positions and snapshots monotonic
+    linger_ms=INGEST_LINGER_MS,
 )
 def ingest(messages: list[Message]) -> None:
     """Store deals and positions, keep account summaries, emit ``trading.deal_closed``."""

@@ -5,7 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from brokerdesk.core.bus.batch import batch_payload
 from brokerdesk.core.events import DomainEvent
+
+#: The fields of ``trading.deal_closed``, in payload order (a ``DealsClosed`` row's columns).
+DEAL_CLOSED_FIELDS = (
+    "server",
+    "login",
+    "deal",
+    "position_id",
+    "symbol",
+    "action",
+    "entry",
+    "reason",
+    "volume",
+    "volume_ext",
+    "volume_closed",
+    "volume_closed_ext",
+    "profit",
+    "commission",
+    "storage",
+    "fee",
+    "currency_digits",
+    "time_msc",
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,31 @@ class DealClosed(DomainEvent):
             "currency_digits": self.currency_digits,
             "time_msc": self.time_msc,
         }
+
+
+@dataclass(frozen=True)
+class DealsClosed(DomainEvent):
+    """``trading.deal_closed`` for many deals as ONE event (one outbox row, one relay stamp,
+    one bus item): the ingest's form, about one closing deal for every second deal stored.
+
+    A batch event (:mod:`brokerdesk.core.bus.batch`): ``rows`` are ``DEAL_CLOSED_FIELDS``
+    tuples; consumers receive one ``trading.deal_closed`` message per row, each with its own
+    stable event id and aggregate id ``server:login``, exactly what ``DealClosed`` gives.
+    """
+
+    type: ClassVar[str] = "trading.deals_closed"
+    stream: ClassVar[str] = "trading"
+
+    rows: list[tuple[Any, ...]]
+
+    def aggregate_id(self) -> str:
+        return str(self.rows[0][0]) if self.rows else ""
+
+    def payload(self) -> dict[str, Any]:
+        """The columnar batch payload (its rows as one JSON text, see ``batch_payload``)."""
+        return batch_payload(
+            DealClosed.type, DEAL_CLOSED_FIELDS, self.rows, aggregate=("server", "login")
+        )
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+import orjson
+
 from brokerdesk.trading.platform.port import (
     COMMENT_MAX,
     DealAction,
@@ -142,14 +144,7 @@ class OpenPosition:
     margin: int = 0  # minor units held for it (fixed at the open price)
 
 
-# The deal as JSON, field for field the wire dict (faster than json.dumps on the hot path).
-_DEAL_JSON = (
-    '{"Deal":%d,"Login":%d,"Order":%d,"PositionID":%d,"Action":%d,"Entry":%d,"Reason":%d,'
-    '"Symbol":%s,"Volume":%d,"VolumeExt":%d,"VolumeClosed":%d,"VolumeClosedExt":%d,'
-    '"Price":%r,"PricePosition":%r,"Digits":%d,"DigitsCurrency":%d,"ContractSize":%r,'
-    '"Profit":%r,"Commission":%r,"Storage":%r,"Fee":0.0,"Time":%d,"TimeMsc":%d,'
-    '"Comment":%s,"ExternalID":""}'
-)
+_SCALE = tuple(10**d for d in range(19))  # 10**digits without the power on the hot path
 
 
 def _div_round(num: int, den: int) -> int:
@@ -421,12 +416,13 @@ class Engine:
         ticket = self._next_deal
         self._next_deal += 1
         now = self.now_msc()
-        digits = self._group(user).currency_digits
-        sym_digits = symbol.digits if symbol else 0
-        scale = 10**sym_digits
+        digits = self.groups[user.group].currency_digits
+        scale = _SCALE[symbol.digits] if symbol else 1
+        money = _SCALE[digits]
+        login = user.login
         wire = {
             "Deal": ticket,
-            "Login": user.login,
+            "Login": login,
             "Order": order,
             "PositionID": position_id,
             "Action": int(action),
@@ -439,51 +435,30 @@ class Engine:
             "VolumeClosedExt": volume_closed * 10_000,
             "Price": price / scale,
             "PricePosition": price_position / scale,
-            "Digits": sym_digits,
+            "Digits": symbol.digits if symbol else 0,
             "DigitsCurrency": digits,
             "ContractSize": float(symbol.contract_size) if symbol else 0.0,
-            "Profit": profit / 10**digits,
-            "Commission": commission / 10**digits,
-            "Storage": storage / 10**digits,
+            "Profit": profit / money,
+            "Commission": commission / money,
+            "Storage": storage / money,
             "Fee": 0.0,
             "Time": now // 1000,
             "TimeMsc": now,
             "Comment": comment,
             "ExternalID": "",
         }
-        self.deal_json = _DEAL_JSON % (
-            ticket,
-            user.login,
-            order,
-            position_id,
-            wire["Action"],
-            wire["Entry"],
-            wire["Reason"],
-            json.dumps(wire["Symbol"]),
-            volume,
-            wire["VolumeExt"],
-            volume_closed,
-            wire["VolumeClosedExt"],
-            wire["Price"],
-            wire["PricePosition"],
-            sym_digits,
-            digits,
-            wire["ContractSize"],
-            wire["Profit"],
-            wire["Commission"],
-            wire["Storage"],
-            wire["Time"],
-            now,
-            json.dumps(comment),
-        )
+        # Encoded once, for the history, the deal log and every subscriber (orjson: compact
+        # JSON that parses to the same values as the standard library's, 4x faster).
+        self.deal_json = deal_json = orjson.dumps(wire).decode()
         index = len(self.deal_lines)
-        self.deal_lines.append(self.deal_json)
+        self.deal_lines.append(deal_json)
         self.deal_times.append(now)
-        if user.login not in self.login_deals:
-            self.login_deals[user.login] = array("q")
-        self.login_deals[user.login].append(index)
+        by_login = self.login_deals.get(login)
+        if by_login is None:
+            by_login = self.login_deals[login] = array("q")
+        by_login.append(index)
         if self.deal_log is not None:
-            self.deal_log.write(self.deal_json + "\n")
+            self.deal_log.write(deal_json + "\n")
         self._emit("deal.add", wire)
         return wire
 

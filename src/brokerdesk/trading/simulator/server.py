@@ -234,16 +234,17 @@ class SimulatorServer:
         self.tick_seconds = tick_seconds
         self.rollover_seconds = rollover_seconds
         self.connections: set[Connection] = set()
+        #: Event families some connection subscribed to (``update_interest``).
+        self.interest: set[str] = set()
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         engine.listeners.append(self._on_event)
 
     def _on_event(self, kind: str, data: dict[str, Any]) -> None:
-        family = kind.partition(".")[0]
-        if not any(family in conn.subscribed for conn in self.connections):
+        if kind.partition(".")[0] not in self.interest:
             return
         if kind == "deal.add":
-            line = f'{{"event":"deal.add","data":{self.engine.deal_json}}}\n'.encode()
+            line = b'{"event":"deal.add","data":' + self.engine.deal_json.encode() + b"}\n"
         else:
             # The server's time of the change travels with the event (not an MT5 field): it
             # orders dealer corrections of one deal even when the reorder fault swaps them.
@@ -258,8 +259,10 @@ class SimulatorServer:
             conn.push(kind, line)
 
     def update_interest(self) -> None:
-        """Tell the engine whether position events have any subscriber."""
-        self.engine.want_positions = any("position" in c.subscribed for c in self.connections)
+        """Note which event families have a subscriber (after a subscribe or a disconnect), and
+        tell the engine whether position events do."""
+        self.interest = set().union(*(c.subscribed for c in self.connections if not c.closed))
+        self.engine.want_positions = "position" in self.interest
 
     def flush_all(self) -> None:
         """Write every connection's queued events."""

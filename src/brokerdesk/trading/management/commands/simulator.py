@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from brokerdesk.core.runtime import tune_gc
 from brokerdesk.trading.simulator.server import Faults, run_simulator
 
 
@@ -58,6 +59,7 @@ class Command(BaseCommand):
         )
 
         def ready(port: int) -> None:
+            tune_gc()  # set up (traders, deposits): a long-running firehose from here on
             # One line a supervisor (or a test) can read to learn the bound port.
             sys.stdout.write(f"listening {opts['host']}:{port} deal_log={deal_log}\n")
             sys.stdout.flush()
