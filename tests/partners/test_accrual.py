@@ -6,6 +6,7 @@ import random
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -159,31 +160,81 @@ def test_accruals_move_through_the_states_and_are_paid_to_the_ib_wallet():
         attach(client, ib)
         c.advance(timedelta(hours=1))
         on_deals_closed([message(deal_payload(client, at=c.current, volume=100_000))])
-        main = Accrual.objects.get(part="main")
-        held = Accrual.objects.get(part="holdback")
-        assert (main.amount, held.amount) == (5600, 1400)
-        ids = [main.pk, held.pk]
+        closed_at = c.current
+        main = Accrual.objects.get()  # one row per share: the holdback rides on it
+        assert (main.part, main.amount, main.held) == ("main", 5600, 1400)
+        assert main.release_at == closed_at + timedelta(days=30)
+        assert queries.earned_by_state(ib.pk) == {("accrued", "USD"): 5600, ("held", "USD"): 1400}
         with pytest.raises(IllegalTransition):
-            accrual.make_payable(ids, by="system:test")  # not approved yet
-        accrual.approve(ids, by=user("partner_manager"))
-        with pytest.raises(IllegalTransition) as err:
-            accrual.make_payable(ids, by="system:test")
-        assert err.value.code == "holdback_not_released"
-        accrual.make_payable([main.pk], by="system:test")
+            accrual.make_payable([main.pk], by="system:test")  # not approved yet
+        accrual.approve([main.pk], by=user("partner_manager"))
+        accrual.make_payable([main.pk], by="system:test")  # the main part need not wait
         finance = user("finance")
         payout = accrual.pay_ib(ib.pk, by=finance, request_key="payout-1")
         again = accrual.pay_ib(ib.pk, by=finance, request_key="payout-1")
+        assert accrual.release_holdbacks() == 0  # not yet
+        batch = OutboxEvent.objects.get(type="commissions.accrued").payload
+        totals = queries.batch_totals(batch)
+        assert [(t.amount, t.accruals) for t in totals] == [(7000, 1)]
         c.advance(timedelta(days=31))
+        assert accrual.release_holdbacks() == 1
+        assert queries.batch_totals(batch) == totals  # a rebuild reads the same figures
+        assert accrual.release_holdbacks() == 0  # moved once
+        held = Accrual.objects.get(part="holdback")
+        assert (held.amount, held.held, held.state, held.source_key, held.level) == (
+            1400,
+            0,
+            "accrued",
+            main.source_key,
+            0,
+        )
+        assert held.ledger_transfer_id == main.ledger_transfer_id
+        accrual.approve([held.pk], by=user("partner_manager"))
         accrual.make_payable([held.pk], by="system:test")
 
     assert again.pk == payout.pk and payout.amount == 5600
     wallet = ledger.open_account("ib", str(ib.pk), "USD", "cash")
     assert ledger_queries.balance(wallet.id).posted == 5600
     assert payable(ib) == 1400
-    assert Accrual.objects.get(pk=main.pk).state == "paid"
+    main.refresh_from_db()
+    assert (main.state, main.held) == ("paid", 0)
+    assert queries.earned_by_state(ib.pk) == {("paid", "USD"): 5600, ("payable", "USD"): 1400}
     assert OutboxEvent.objects.filter(type="commission.paid").count() == 1
     with pytest.raises(IllegalTransition):
         accrual.approve([main.pk], by="system:test")
+
+
+def test_a_holdback_moved_early_still_waits_and_a_cancelled_share_returns_its_holdback():
+    with clock.frozen(T0) as c:
+        ib = make_ib()
+        plan_for(ib, {**REBATE, "holdback_bps": 2000, "holdback_days": 30})
+        client = verified_client()
+        attach(client, ib)
+        c.advance(timedelta(hours=1))
+        on_deals_closed(
+            [
+                message(deal_payload(client, at=c.current, volume=100_000)),
+                message(deal_payload(client, at=c.current, volume=100_000)),
+            ]
+        )
+        first, second = Accrual.objects.order_by("source_key")
+        assert payable(ib) == 2 * 7000
+        with transaction.atomic():
+            (moved,) = accrual.split_held([first], now=c.current)  # as a correction does
+        accrual.approve([moved.pk], by=user("partner_manager"))
+        with pytest.raises(IllegalTransition) as err:
+            accrual.make_payable([moved.pk], by="system:test")
+        assert err.value.code == "holdback_not_released"
+        accrual.cancel([second.pk], by=user("partner_manager"), reason="abusive trading")
+        assert payable(ib) == 7000  # the whole share came back: 5600 + 1400 held
+        c.advance(timedelta(days=31))
+        assert accrual.release_holdbacks() == 0  # a cancelled share releases nothing
+        accrual.make_payable([moved.pk], by="system:test")
+    assert queries.earned_by_state(ib.pk) == {
+        ("accrued", "USD"): 5600,
+        ("payable", "USD"): 1400,
+        ("cancelled", "USD"): 5600,
+    }
 
 
 def test_a_manual_adjustment_is_a_reasoned_compensating_entry_the_ib_sees():

@@ -14,6 +14,7 @@ from brokerdesk.partners.models import (
     IB,
     Accrual,
     AccrualKind,
+    DealRecord,
     IBDailyActivity,
     IBPeriodVolume,
 )
@@ -84,3 +85,77 @@ def test_orphan_rows_counts_references_that_have_no_constraint():
             ib_id=new_id(), day=date(2026, 3, 2), level=0, currency="USD", updated_at=T0
         )
     assert queries.orphan_rows() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_row_streams_store_every_row_of_every_model_once_whatever_the_switches():
+    """Rows of three models produced in turns, with switches of the open COPY in between
+    (on PostgreSQL), all arrive once; rows produced after the stream ends wait for flush."""
+    from django.db import transaction
+
+    ib = make_ib()
+    keys = [f"S:{n}" for n in range(30)]
+    first = accrual.RowStream(Accrual, ("id", *_ACCRUAL_MINIMAL))
+    second = accrual.RowStream(DealRecord, _DEAL_MINIMAL)
+    streams = accrual.RowStreams(first, second)
+    with transaction.atomic():
+        with streams.streaming():
+            for n, key in enumerate(keys):
+                second.append(_deal_row(key))
+                first.append(_accrual_row(key, ib.pk))
+                if n % 7 == 6:
+                    streams.switch()
+        first.append(_accrual_row("S:late", ib.pk))
+        streams.flush()
+    assert sorted(Accrual.objects.values_list("source_key", flat=True)) == sorted([*keys, "S:late"])
+    assert sorted(DealRecord.objects.values_list("key", flat=True)) == sorted(keys)
+    assert (first.count, second.count) == (31, 30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_while_streaming_stores_nothing():
+    from django.db import transaction
+
+    ib = make_ib()
+    rows = accrual.RowStream(Accrual, ("id", *_ACCRUAL_MINIMAL))
+    streams = accrual.RowStreams(rows)
+    with pytest.raises(RuntimeError), transaction.atomic(), streams.streaming():
+        rows.append(_accrual_row("S:1", ib.pk))
+        raise RuntimeError("the engine failed half way")
+    assert not Accrual.objects.exists()
+    with transaction.atomic():
+        with streams.streaming():
+            rows.append(_accrual_row("S:2", ib.pk))
+        streams.flush()  # nothing waits on PostgreSQL; SQLite writes here
+    assert list(Accrual.objects.values_list("source_key", flat=True)) == ["S:2"]
+
+
+_ACCRUAL_MINIMAL = (
+    "source_key", "kind", "part", "ib", "level", "currency", "amount", "held",
+    "remainder_ppm", "volume", "computation", "state", "occurred_at", "accrued_at",
+    "state_changed_at", "reason", "actor",
+)  # fmt: skip
+_DEAL_MINIMAL = (
+    "key", "server", "login", "deal", "closed_at", "symbol", "volume", "profit",
+    "commission", "swap", "currency", "group", "position_id", "payload", "processed_at",
+)  # fmt: skip
+
+
+def _stamp(value):
+    from django.db import connection
+
+    return value.isoformat() if connection.vendor == "postgresql" else value
+
+
+def _accrual_row(key, ib_id):
+    return (
+        str(new_id()), key, AccrualKind.DEAL, "main", str(ib_id), 0, "USD", 100, 10, 0, 1000,
+        "{}", "accrued", _stamp(T0), _stamp(T0), _stamp(T0), "", "system",
+    )  # fmt: skip
+
+
+def _deal_row(key):
+    return (
+        key, "S", 1, int(key.split(":")[1]), _stamp(T0), "EURUSD", 1000, 0, 0, 0, "USD",
+        "real", 7, "{}", _stamp(T0),
+    )  # fmt: skip

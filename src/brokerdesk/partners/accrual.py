@@ -12,8 +12,11 @@ transaction.
 
 The per-deal path is dictionary look-ups and integer arithmetic over what the batch loaded
 once (``_Plan``: a plan version compiled with its filter verdicts per symbol, group and
-client; ``_Batch.chain``: an IB's upline with its status); rows are plain tuples written by
-``COPY`` (``copy_rows``). A deal accrual's working is not stored: ``working`` derives it.
+client; ``_Batch.chain``: an IB's upline with its status); rows are plain tuples sent by
+``COPY`` while the batch is computed (``RowStreams``: the server inserts as the engine goes).
+A deal accrual's working is not stored: ``working`` derives it. A share's holdback rides on
+its accrual (``held``) until ``release_holdbacks`` (or a correction, ``split_held``) moves it
+to a ``holdback`` accrual of its own.
 
 States: accrued → approved → payable → paid (``TRANSITIONS``); accrued, approved or payable
 may be cancelled (a ledger reversal). ``pay_ib`` moves payable accruals to the IB's wallet;
@@ -27,7 +30,8 @@ import hashlib
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from fractions import Fraction
@@ -38,6 +42,7 @@ from uuid import UUID
 import psycopg
 from django.db import connection, transaction
 from django.db.models import Field, JSONField, Model
+from psycopg.copy import QueuedLibpqWriter
 
 from brokerdesk.core import audit, clock
 from brokerdesk.core.errors import (
@@ -171,10 +176,10 @@ class _Plan:
         self.holdback = timedelta(days=plan_rules.holdback_days)
         self.symbols: dict[str, tuple[tuple[str, str] | None, str]] = {}
         self.groups: dict[str, tuple[str, str] | None] = {}
-        self.clients: dict[UUID, tuple[str, str] | None] = {}
+        self.clients: dict[str, tuple[str, str] | None] = {}
 
     def verdict(
-        self, deal: ClosedDeal, client_id: UUID, facts: rules.ClientFacts
+        self, deal: ClosedDeal, client_id: str, facts: rules.ClientFacts
     ) -> tuple[tuple[str, str] | None, str]:
         """(the first filter the deal breaks or None, the deal's symbol group) — the order of
         ``rules.check_filters``."""
@@ -201,6 +206,13 @@ class _Plan:
         return failed, sym[1]
 
 
+def _override_levels(book: PlanBook) -> int:
+    """The deepest upline any of the book's versions pays."""
+    return max(
+        (book.rules(v).override_levels for vs in book.versions.values() for v in vs), default=0
+    )
+
+
 class _Batch:
     def __init__(self, deals: Sequence[ClosedDeal], facts: FactsProvider) -> None:
         self.deals = deals
@@ -214,23 +226,30 @@ class _Batch:
         self.now_value = self.stamp(self.now)
         self.ids = _Ids()
         self.uuids: dict[UUID, str] = {}
-        self.records: list[tuple[Any, ...]] = []
-        self.accruals: list[tuple[Any, ...]] = []  # _ACCRUAL_COLUMNS but the transfer id
-        self.exclusions: list[tuple[Any, ...]] = []
+        self.records = RowStream(DealRecord, _DEAL_COLUMNS)
+        self.accruals = RowStream(Accrual, _ACCRUAL_COLUMNS)
+        # the batch's ledger transfer per currency, its id chosen first: accrual rows carry it
+        # and are sent to the database while the batch is still being computed
+        self.transfer_ids: dict[str, str] = {}
+        self.exclusions = RowStream(Exclusion, _EXCLUSION_COLUMNS)
+        self.streams = RowStreams(self.accruals, self.records, self.exclusions)
         self.cpa_computations: dict[str, str] = {}
         self.sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.sources: dict[str, set[str]] = defaultdict(set)
         self.counts: dict[str, int] = defaultdict(int)  # accrual rows per currency
-        self.period_volume: dict[tuple[UUID, date], int] = {}
-        self.period_delta: dict[tuple[UUID, date], int] = defaultdict(int)
-        self.client_delta: dict[UUID, list[int]] = defaultdict(lambda: [0, 0])
+        # IBs and clients are keyed by their ids as text on the per-deal path (a str hashes
+        # once; a UUID hashes in Python at every look-up)
+        self.period_volume: dict[tuple[str, date], int] = {}
+        self.period_delta: dict[tuple[str, date], int] = defaultdict(int)
+        self.client_delta: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         self.daily: dict[tuple[str, date, int, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-        self.cpa_candidates: dict[UUID, tuple[UUID, PlanVersion, datetime]] = {}
+        self.cpa_candidates: dict[str, tuple[str, PlanVersion, datetime]] = {}
         self.accounts: dict[str, UUID] = {}
-        self.ib_currency: dict[UUID, str] = {}
+        self.ib_currency: dict[str, str] = {}
         self.plans: dict[UUID, _Plan] = {}
-        self.chains: dict[UUID, list[tuple[UUID, str, bool]]] = {}
-        self.plan_index: dict[UUID, tuple[list[datetime], list[_Plan | None]]] = {}
+        self.uplines: dict[str, list[str]] = {}
+        self.chains: dict[str, list[tuple[str, bool]]] = {}
+        self.plan_index: dict[str, tuple[list[datetime], list[_Plan | None]]] = {}
 
     def u(self, value: UUID) -> str:
         """A UUID as text (cached: the same IBs, clients and versions recur)."""
@@ -239,17 +258,20 @@ class _Batch:
             text = self.uuids[value] = str(value)
         return text
 
-    def chain(
-        self, ib_id: UUID, uplines: dict[UUID, list[hierarchy.TreeNode]], status: dict[UUID, str]
-    ) -> list[tuple[UUID, str, bool]]:
-        """The IB and its uplines (level 0, 1, …) as (id, id as text, active), once per IB."""
+    def chain(self, ib_id: str, status: dict[str, str]) -> list[tuple[str, bool]]:
+        """The IB and its uplines (level 0, 1, …) as (id, active), once per IB."""
         found = self.chains.get(ib_id)
         if found is None:
             found = self.chains[ib_id] = [
-                (i, self.u(i), status.get(i) == IBStatus.ACTIVE)
-                for i in (ib_id, *(n.ib_id for n in uplines[ib_id]))
+                (i, status.get(i) == IBStatus.ACTIVE) for i in (ib_id, *self.uplines[ib_id])
             ]
         return found
+
+    def load_uplines(self, direct_ids: list[UUID], levels: int) -> set[UUID]:
+        """The uplines of ``direct_ids`` (``levels`` deep); returns every IB involved."""
+        found = hierarchy.uplines(direct_ids, levels)
+        self.uplines = {self.u(i): [self.u(n.ib_id) for n in line] for i, line in found.items()}
+        return set(direct_ids) | {n.ib_id for line in found.values() for n in line}
 
     def compiled(self, book: PlanBook, version: PlanVersion) -> _Plan:
         """The compiled form of a version (once per batch)."""
@@ -258,11 +280,12 @@ class _Batch:
             found = self.plans[version.pk] = _Plan(version, book.rules(version))
         return found
 
-    def plan_at(self, book: PlanBook, ib_id: UUID, when: datetime) -> _Plan | None:
+    def plan_at(self, book: PlanBook, ib_text: str, when: datetime) -> _Plan | None:
         """``book.version_for`` through a per-IB index of the times its answer changes (an
         assignment's or a version's start): a bisection, or one comparison for the latest."""
-        index = self.plan_index.get(ib_id)
+        index = self.plan_index.get(ib_text)
         if index is None:
+            ib_id = UUID(ib_text)
             starts = sorted(
                 {start for start, _ in book.assignments.get(ib_id, [])}
                 | {
@@ -272,7 +295,7 @@ class _Batch:
                 }
             )
             found = [book.version_for(ib_id, start) for start in starts]
-            index = self.plan_index[ib_id] = (
+            index = self.plan_index[ib_text] = (
                 starts,
                 [self.compiled(book, v) if v is not None else None for v in found],
             )
@@ -286,26 +309,27 @@ class _Batch:
         self,
         source_key: str,
         deal_key: str | None,
-        ib_id: UUID,
+        ib_id: str,
         level: int,
-        client_id: UUID | None,
+        client_id: str | None,
         version_id: str | None,
         rule: str,
         detail: str,
-        when: datetime,
+        at: Any,
     ) -> None:
+        """Record that a deal (or share) earns nothing, and why (``at``: its stamped time)."""
         self.exclusions.append(
             (
                 self.ids(),
                 source_key,
                 deal_key,
-                self.u(ib_id),
+                ib_id,
                 level,
-                self.u(client_id) if client_id else None,
+                client_id,
                 version_id,
                 rule,
                 detail,
-                self.stamp(when),
+                at,
                 self.now_value,
             )
         )
@@ -326,41 +350,40 @@ class _Batch:
         logins = _login_clients(fresh)
         client_of = {d.key: d.client_id or logins.get((d.server, d.login)) for d in fresh}
         client_ids = {c for c in client_of.values() if c is not None}
-        attributed = dict(
-            any_of(Attribution.objects.all(), "client_id", client_ids).values_list(
-                "client_id", "ib_id"
-            )
+        pairs = any_of(Attribution.objects.all(), "client_id", client_ids).values_list(
+            "client_id", "ib_id"
         )
-        direct_ids = sorted(set(attributed.values()))
+        attributed = {self.u(c): self.u(i) for c, i in pairs}
+        direct_ids = sorted({UUID(i) for i in attributed.values()})
         book = PlanBook(direct_ids)
-        max_levels = max(
-            (book.rules(v).override_levels for vs in book.versions.values() for v in vs),
-            default=0,
-        )
-        uplines = hierarchy.uplines(direct_ids, max_levels)
-        every_ib = set(direct_ids) | {n.ib_id for ns in uplines.values() for n in ns}
-        status = self._load_ibs(every_ib)
-        facts = self.facts_provider(sorted(c for c in client_ids if c in attributed))
+        status = self._load_ibs(self.load_uplines(direct_ids, _override_levels(book)))
+        facts = self._facts(c for c in client_ids if self.u(c) in attributed)
+        client_text = {k: self.u(c) if c else None for k, c in client_of.items()}
         periods = {
             (attributed[c], rules.period_start(d.closed_at))
             for d in fresh
-            if (c := client_of[d.key]) in attributed
+            if (c := client_text[d.key]) in attributed
         }
         for ib_id, period in periods:
             self.period_volume[(ib_id, period)] = 0
-        for ib_id, period, volume in any_of(
+        for ib_uuid, period, volume in any_of(
             IBPeriodVolume.objects.filter(period__in={p[1] for p in periods}),
             "ib",
             {p[0] for p in periods},
         ).values_list("ib_id", "period", "volume"):
-            if (ib_id, period) in self.period_volume:
-                self.period_volume[(ib_id, period)] = volume
+            if (key := (self.u(ib_uuid), period)) in self.period_volume:
+                self.period_volume[key] = volume
 
-        self._deals(fresh, client_of, attributed, book, uplines, status, facts)
-        self._cpa(book, uplines, status)
+        with self.streams.streaming():
+            for start in range(0, len(fresh), STREAM_CHUNK):
+                if start:
+                    self.streams.switch()
+                chunk = fresh[start : start + STREAM_CHUNK]
+                self._deals(chunk, client_text, attributed, book, status, facts)
+        self._cpa(book, status)
         self._write()
-        report.accruals = len(self.accruals)
-        report.exclusions = len(self.exclusions)
+        report.accruals = self.accruals.count
+        report.exclusions = self.exclusions.count
         report.amount = {c: sum(per_ib.values()) for c, per_ib in self.sums.items()}
         return report
 
@@ -373,49 +396,47 @@ class _Batch:
         )
         direct_ids = sorted(set(attributed.values()))
         book = PlanBook(direct_ids)
-        max_levels = max(
-            (book.rules(v).override_levels for vs in book.versions.values() for v in vs),
-            default=0,
-        )
-        uplines = hierarchy.uplines(direct_ids, max_levels)
-        status = self._load_ibs(set(direct_ids) | {n.ib_id for ns in uplines.values() for n in ns})
-        facts = self.facts_provider(sorted(attributed))
+        status = self._load_ibs(self.load_uplines(direct_ids, _override_levels(book)))
+        facts = self._facts(attributed)
         for client_id, ib_id in attributed.items():
             version = book.version_for(ib_id, self.now)
-            if version is None or status.get(ib_id) != IBStatus.ACTIVE:
+            if version is None or status.get(self.u(ib_id)) != IBStatus.ACTIVE:
                 continue
             plan_rules = book.rules(version)
-            if plan_rules.cpa is None or rules.check_client(plan_rules.filters, facts[client_id]):
+            client = self.u(client_id)
+            if plan_rules.cpa is None or rules.check_client(plan_rules.filters, facts[client]):
                 continue
-            self.cpa_candidates[client_id] = (ib_id, version, self.now)
-        self._cpa(book, uplines, status)
+            self.cpa_candidates[client] = (self.u(ib_id), version, self.now)
+        self._cpa(book, status)
         self._write()
-        report.accruals = len(self.accruals)
+        report.accruals = self.accruals.count
         report.amount = {c: sum(per_ib.values()) for c, per_ib in self.sums.items()}
         return report
 
-    def _load_ibs(self, ids: set[UUID]) -> dict[UUID, str]:
-        status: dict[UUID, str] = {}
+    def _load_ibs(self, ids: set[UUID]) -> dict[str, str]:
+        status: dict[str, str] = {}
         for i, st, cur in any_of(IB.objects.all(), "id", ids).values_list(
             "id", "status", "currency"
         ):
-            status[i] = st
-            self.ib_currency[i] = cur
+            text = self.u(i)
+            status[text] = st
+            self.ib_currency[text] = cur
         return status
+
+    def _facts(self, client_ids: Iterable[UUID]) -> dict[str, rules.ClientFacts]:
+        return {self.u(c): f for c, f in self.facts_provider(sorted(client_ids)).items()}
 
     def _deals(
         self,
         fresh: list[ClosedDeal],
-        client_of: dict[str, UUID | None],
-        attributed: dict[UUID, UUID],
+        client_of: dict[str, str | None],
+        attributed: dict[str, str],
         book: PlanBook,
-        uplines: dict[UUID, list[hierarchy.TreeNode]],
-        status: dict[UUID, str],
-        facts: dict[UUID, rules.ClientFacts],
+        status: dict[str, str],
+        facts: dict[str, rules.ClientFacts],
     ) -> None:
         """The per-deal path: dictionary look-ups and integer arithmetic (module doc)."""
         active = IBStatus.ACTIVE
-        u = self.u
         daily = self.daily
         period_volume = self.period_volume
         period_delta = self.period_delta
@@ -429,6 +450,7 @@ class _Batch:
         for deal in fresh:
             key = deal.key
             when = deal.closed_at
+            at = stamp(when)
             client_id = client_of[key]
             ib_id = attributed.get(client_id) if client_id else None
             tier_volume: int | None = None
@@ -436,7 +458,7 @@ class _Batch:
                 if ib_id is None or client_id is None:
                     continue
                 day = when.date()
-                row = daily[(u(ib_id), day, 0, ib_currency[ib_id])]
+                row = daily[(ib_id, day, 0, ib_currency[ib_id])]
                 row[0] += 1
                 row[1] += deal.volume
                 plan = self.plan_at(book, ib_id, when)
@@ -450,7 +472,7 @@ class _Batch:
                         None,
                         "no_plan",
                         "the IB had no commission plan when the deal closed",
-                        when,
+                        at,
                     )
                     continue
                 if status.get(ib_id) != active:
@@ -463,7 +485,7 @@ class _Batch:
                         plan.id,
                         "ib_suspended",
                         "the IB was suspended",
-                        when,
+                        at,
                     )
                     continue
                 currency = plan.currency
@@ -477,12 +499,12 @@ class _Batch:
                         plan.id,
                         "currency_mismatch",
                         f"deal in {deal.currency}, plan pays in {currency}",
-                        when,
+                        at,
                     )
                     continue
                 failed, group = plan.verdict(deal, client_id, facts[client_id])
                 if failed is not None:
-                    self.exclude(key, key, ib_id, 0, client_id, plan.id, *failed, when)
+                    self.exclude(key, key, ib_id, 0, client_id, plan.id, *failed, at)
                     continue
                 month = periods.get((when.year, when.month))
                 if month is None:
@@ -510,7 +532,7 @@ class _Batch:
                         plan.id,
                         "zero_commission",
                         f"the plan's components produce nothing: {list(pool.parts)}",
-                        when,
+                        at,
                     )
                     continue
                 tier_volume = before
@@ -524,7 +546,8 @@ class _Batch:
                     numerator=numerator,
                     volume=deal.volume,
                     when=when,
-                    chain=self.chain(ib_id, uplines, status),
+                    at=at,
+                    chain=self.chain(ib_id, status),
                     computation=_EMPTY_JSON,
                 )
             finally:
@@ -534,9 +557,9 @@ class _Batch:
                         deal.server,
                         deal.login,
                         deal.deal,
-                        u(client_id) if client_id else None,
-                        u(ib_id) if ib_id else None,
-                        stamp(when),
+                        client_id,
+                        ib_id,
+                        at,
                         deal.symbol,
                         deal.volume,
                         deal.profit,
@@ -558,48 +581,50 @@ class _Batch:
         kind: str,
         source_key: str,
         deal_key: str | None,
-        ib_id: UUID,
-        client_id: UUID,
+        ib_id: str,
+        client_id: str,
         plan: _Plan,
         numerator: int,
         volume: int,
         when: datetime,
-        chain: list[tuple[UUID, str, bool]],
+        at: Any,
+        chain: list[tuple[str, bool]],
         computation: str | Callable[[int, int, int, int, str, int], str],
     ) -> None:
         """Share the pool (``numerator / POOL_DEN``) between the direct IB and its uplines;
-        each share becomes a main part and a holdback part (when the plan holds back)."""
+        each share becomes one accrual: its main part, carrying the plan's holdback (``held``)
+        until that is released."""
         currency = plan.currency
-        client = self.u(client_id)
+        client = client_id
         version = plan.id
         hold_bps = plan.holdback_bps
         release = self.stamp(when + plan.holdback) if hold_bps else None
         day = when.date()
         now = self.now_value
-        at = self.stamp(when)
         accrued = S.ACCRUED
         sums = self.sums[currency]
         self.sources[currency].add(source_key)
         daily = self.daily
         append = self.accruals.append
+        transfer = self.transfer_ids.get(currency) or self._transfer_id(currency)
         ids = self.ids
         fixed, make = (computation, None) if isinstance(computation, str) else ("", computation)
         rows = 0
         for level, bps, amount, remainder in rules.split_numerator(
             numerator, plan.rules.overrides, len(chain) - 1
         ):
-            who, earner, active = chain[level]
+            earner, active = chain[level]
             if not active:
                 self.exclude(
                     source_key,
                     deal_key,
-                    who,
+                    earner,
                     level,
                     client_id,
                     version,
                     "ib_suspended",
                     "the IB was suspended",
-                    when,
+                    at,
                 )
                 continue
             if amount <= 0:
@@ -608,85 +633,69 @@ class _Batch:
             if level:
                 row[0] += 1
                 row[1] += volume
+            # one row per share: the main part, with the holdback it carries until released
             held = amount * hold_bps // rules.BPS
-            main_part = amount - held
-            if main_part > 0:
-                append(
-                    (
-                        ids(),
-                        source_key,
-                        kind,
-                        "main",
-                        earner,
-                        level,
-                        deal_key,
-                        client,
-                        version,
-                        currency,
-                        main_part,
-                        remainder,
-                        volume,
-                        fixed
-                        if make is None
-                        else make(level, bps, amount, remainder, "main", main_part),
-                        accrued,
-                        None,
-                        at,
-                        now,
-                        now,
-                    )
+            append(
+                (
+                    ids(),
+                    source_key,
+                    kind,
+                    "main",
+                    earner,
+                    level,
+                    deal_key,
+                    client,
+                    version,
+                    currency,
+                    amount - held,
+                    held,
+                    remainder,
+                    volume,
+                    fixed
+                    if make is None
+                    else make(level, bps, amount, remainder, "main", amount - held),
+                    accrued,
+                    release if held else None,
+                    at,
+                    now,
+                    now,
+                    transfer,
+                    "",
+                    "system",
                 )
-                rows += 1
-            if held > 0:
-                append(
-                    (
-                        ids(),
-                        source_key,
-                        kind,
-                        "holdback",
-                        earner,
-                        level,
-                        deal_key,
-                        client,
-                        version,
-                        currency,
-                        held,
-                        0,
-                        0,
-                        fixed
-                        if make is None
-                        else make(level, bps, amount, remainder, "holdback", held),
-                        accrued,
-                        release,
-                        at,
-                        now,
-                        now,
-                    )
-                )
-                rows += 1
+            )
+            rows += 1
             row[2] += amount
             sums[earner] += amount
         self.counts[currency] += rows
 
-    def _cpa(
-        self, book: PlanBook, uplines: dict[UUID, list[hierarchy.TreeNode]], status: dict[UUID, str]
-    ) -> None:
+    def _transfer_id(self, currency: str) -> str:
+        self.transfer_ids[currency] = found = str(new_id())
+        return found
+
+    def _cpa(self, book: PlanBook, status: dict[str, str]) -> None:
         if not self.cpa_candidates:
             return
         clients = list(self.cpa_candidates)
-        paid = set(
-            Accrual.objects.filter(
+        paid = {
+            self.u(c)
+            for c in Accrual.objects.filter(
                 kind=AccrualKind.CPA, source_key__in=[f"cpa:{c}" for c in clients]
             ).values_list("client_id", flat=True)
-        )
-        volumes = dict(
-            ClientVolume.objects.filter(client_id__in=clients).values_list("client_id", "volume")
-        )
-        funding = dict(
-            ClientFunding.objects.filter(client_id__in=clients).values_list(
+            if c is not None
+        }
+        volumes = {
+            self.u(c): v
+            for c, v in ClientVolume.objects.filter(client_id__in=clients).values_list(
+                "client_id", "volume"
+            )
+        }
+        funding = {
+            self.u(c): v
+            for c, v in ClientFunding.objects.filter(client_id__in=clients).values_list(
                 "client_id", "first_amount"
             )
-        )
+        }
         for client_id, (ib_id, version, when) in self.cpa_candidates.items():
             if client_id in paid:
                 continue
@@ -699,7 +708,7 @@ class _Batch:
             )
             if not due:
                 continue
-            line = uplines[ib_id]
+            line = self.uplines[ib_id]
             cpa_amount = cpa.amount
             shares = rules.split_levels(Fraction(cpa_amount), plan.rules.overrides, len(line))
             base = {
@@ -731,6 +740,7 @@ class _Batch:
                         "part": part,
                         "holdback_bps": hold,
                         "part_amount": value,
+                        "held": amount - value,
                     }
                 )
 
@@ -744,7 +754,8 @@ class _Batch:
                 numerator=cpa.amount * rules.POOL_DEN,
                 volume=0,
                 when=when,
-                chain=self.chain(ib_id, uplines, status),
+                at=self.stamp(when),
+                chain=self.chain(ib_id, status),
                 computation=working,
             )
 
@@ -760,6 +771,7 @@ class _Batch:
                 [
                     ledger.TransferRequest(
                         idempotency_key=f"ibc-batch:{currency}:{digest.hexdigest()}",
+                        transfer_id=UUID(self.transfer_ids[currency]),
                         kind="ib_commission",
                         currency=currency,
                         legs=(
@@ -771,7 +783,7 @@ class _Batch:
                         ),
                         metadata={
                             "accruals": self.counts[currency],
-                            "deals": len(self.records),
+                            "deals": self.records.count,
                         },
                     )
                 ]
@@ -779,7 +791,7 @@ class _Batch:
         return requests
 
     def _write(self) -> None:
-        requests = self._requests() if self.accruals else []
+        requests = self._requests() if self.accruals.count else []
         outcomes = ledger.post_batch(list(requests)) if requests else []
         if any(isinstance(o, AccountNotFound) for (o,) in outcomes):
             # a cached account id is gone (a rolled-back transaction): look them up again
@@ -791,14 +803,13 @@ class _Batch:
         for (request,), (outcome,) in zip(requests, outcomes, strict=True):
             if isinstance(outcome, DomainError):
                 raise outcome
+            if outcome.transfer_id != request.transfer_id:
+                # the batch's key was posted before, under another id: these rows name ours
+                raise DomainError(
+                    "This commission batch was already posted.", code="batch_replayed"
+                )
             posted[request.currency] = str(outcome.transfer_id)
-        copy_rows(DealRecord, _DEAL_COLUMNS, self.records)
-        copy_rows(
-            Accrual,
-            _ACCRUAL_COLUMNS,
-            ((*a, posted[a[9]], "", "system") for a in self.accruals),
-        )
-        copy_rows(Exclusion, _EXCLUSION_COLUMNS, self.exclusions)
+        self.streams.flush()
         _bump_period_volume(self.period_delta)
         _bump_client_volume(self.client_delta)
         _bump_daily(self.daily, self.now)
@@ -808,8 +819,8 @@ class _Batch:
                     transfers=dict(sorted(posted.items())),
                     first_id=self.ids.text(1),
                     last_id=self.ids.text(self.ids.n),
-                    accruals=len(self.accruals),
-                    deals=len(self.records),
+                    accruals=self.accruals.count,
+                    deals=self.records.count,
                     amounts={c: sum(per_ib.values()) for c, per_ib in sorted(self.sums.items())},
                 )
             )
@@ -886,7 +897,7 @@ _DEAL_COLUMNS = (
 )  # fmt: skip
 _ACCRUAL_COLUMNS = (
     "id", "source_key", "kind", "part", "ib", "level", "deal", "client_id", "plan_version",
-    "currency", "amount", "remainder_ppm", "volume", "computation", "state", "release_at",
+    "currency", "amount", "held", "remainder_ppm", "volume", "computation", "state", "release_at",
     "occurred_at", "accrued_at", "state_changed_at", "ledger_transfer_id", "reason", "actor",
 )  # fmt: skip
 _EXCLUSION_COLUMNS = (
@@ -894,6 +905,9 @@ _EXCLUSION_COLUMNS = (
     "occurred_at", "recorded_at",
 )  # fmt: skip
 _EMPTY_JSON = "{}"
+# deals computed between two switches of the open COPY (RowStreams): smaller chunks leave
+# fewer rows to write at the end of a batch, larger ones fewer waits for the server
+STREAM_CHUNK = 5_000
 
 
 def _fields(model: type[Model], names: Sequence[str]) -> list[Field[Any, Any]]:
@@ -905,6 +919,103 @@ def _fields(model: type[Model], names: Sequence[str]) -> list[Field[Any, Any]]:
     return out
 
 
+class RowStream:
+    """Rows of one model as they are produced: sent straight into an open ``COPY`` while
+    ``RowStreams`` has one open for this model, otherwise kept until then (or ``flush``)."""
+
+    def __init__(self, model: type[Model], names: Sequence[str]) -> None:
+        self.model = model
+        self.names = names
+        self.count = 0
+        self.waiting: list[Sequence[Any]] = []
+        self.send: Callable[[Sequence[Any]], None] | None = None
+
+    def append(self, row: Sequence[Any]) -> None:
+        """Add one row (values as ``copy_rows`` takes them)."""
+        self.count += 1
+        if self.send is None:
+            self.waiting.append(row)
+        else:
+            self.send(row)
+
+    def flush(self) -> None:
+        """Write the rows that wait (``copy_rows``)."""
+        if self.waiting:
+            copy_rows(self.model, self.names, self.waiting)
+            self.waiting = []
+
+
+class RowStreams:
+    """Several models' rows written while they are produced, on PostgreSQL: one ``COPY`` is
+    open at a time, its data sent by a worker thread, so the server inserts while the caller
+    computes; ``switch`` (between chunks of work) closes it and opens the one of the stream
+    with the most rows waiting, which it sends first. Elsewhere rows wait for ``flush``."""
+
+    def __init__(self, *streams: RowStream) -> None:
+        self.streams = streams
+        self._open: ExitStack | None = None
+        self._current: RowStream | None = None
+
+    @contextmanager
+    def streaming(self) -> Iterator[None]:
+        """Stream for the block's duration; no other statement may run on the connection
+        meanwhile. Rows still waiting at the end are left for ``flush``; after a failure none
+        is kept (the open ``COPY`` fails, the waiting rows are dropped)."""
+        postgresql = connection.vendor == "postgresql"
+        try:
+            if postgresql:
+                connection.ensure_connection()
+                self.switch()
+            yield
+        except BaseException as error:
+            self._close(error)
+            for stream in self.streams:
+                stream.waiting = []
+            raise
+        self._close()
+
+    def switch(self) -> None:
+        """Close the open ``COPY`` and open the one with the most rows waiting."""
+        if connection.vendor != "postgresql":
+            return
+        self._close()
+        stream = max(self.streams, key=lambda one: len(one.waiting))
+        stack = ExitStack()
+        cursor = stack.enter_context(psycopg.Cursor(connection.connection))
+        copy = stack.enter_context(
+            cursor.copy(
+                _copy_statement(stream.model, stream.names), writer=QueuedLibpqWriter(cursor)
+            )
+        )
+        self._open, self._current = stack, stream
+        for row in stream.waiting:
+            copy.write_row(row)
+        stream.waiting = []
+        stream.send = copy.write_row
+
+    def _close(self, error: BaseException | None = None) -> None:
+        if self._current is not None:
+            self._current.send = None
+            self._current = None
+        if self._open is not None:
+            stack, self._open = self._open, None
+            if error is None:
+                stack.close()
+            else:
+                stack.__exit__(type(error), error, error.__traceback__)
+
+    def flush(self) -> None:
+        """Write every stream's waiting rows."""
+        for stream in self.streams:
+            stream.flush()
+
+
+def _copy_statement(model: type[Model], names: Sequence[str]) -> str:
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(str(f.column)) for f in _fields(model, names))
+    return f"COPY {qn(model._meta.db_table)} ({columns}) FROM STDIN"
+
+
 def copy_rows(model: type[Model], names: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Insert rows of plain values (UUIDs as text, JSON as text) into ``names`` columns:
     ``COPY`` on PostgreSQL, ``executemany`` elsewhere (values prepared by the fields)."""
@@ -914,7 +1025,9 @@ def copy_rows(model: type[Model], names: Sequence[str], rows: Iterable[Sequence[
     column_list = ", ".join(qn(str(f.column)) for f in fields)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {qn(table)} ({column_list}) FROM STDIN") as copy:
+            raw = cursor.cursor
+            # a worker thread sends while this one formats the next rows
+            with raw.copy(_copy_statement(model, names), writer=QueuedLibpqWriter(raw)) as copy:
                 for row in rows:
                     copy.write_row(row)
             return
@@ -998,13 +1111,13 @@ def upsert_add(
     return len(ordered)
 
 
-def _bump_period_volume(delta: dict[tuple[UUID, date], int]) -> None:
+def _bump_period_volume(delta: Mapping[tuple[Any, date], int]) -> None:
     upsert_add(
         IBPeriodVolume, ("ib", "period"), ("volume",), ((i, p, v) for (i, p), v in delta.items())
     )
 
 
-def _bump_client_volume(delta: dict[UUID, list[int]]) -> None:
+def _bump_client_volume(delta: Mapping[Any, list[int]]) -> None:
     upsert_add(
         ClientVolume,
         ("client_id",),
@@ -1059,6 +1172,7 @@ def working(a: Accrual) -> dict[str, Any]:
         "part": a.part,
         "holdback_bps": bps,
         "part_amount": a.amount,
+        "held": a.held,
     }
 
 
@@ -1117,7 +1231,12 @@ def transition(
                     field="ids",
                     accrual=a.pk,
                 )
-            if to_state == S.PAYABLE and a.release_at is not None and a.release_at > now:
+            if (
+                to_state == S.PAYABLE
+                and a.part == "holdback"
+                and a.release_at is not None
+                and a.release_at > now
+            ):
                 raise IllegalTransition(
                     f"Accrual {a.pk} is held back until {a.release_at.isoformat()}.",
                     code="holdback_not_released",
@@ -1137,7 +1256,11 @@ def transition(
                 object_id=str(ib_id),
                 reason=reason,
                 before={"states": {str(a.pk): a.state for a in moved}},
-                after={"state": to_state, "amount": sum(a.amount for a in moved)},
+                after={
+                    "state": to_state,
+                    "amount": sum(a.amount for a in moved),
+                    "held": sum(a.held for a in moved),
+                },
             )
             for a in moved:
                 a.state = to_state
@@ -1149,20 +1272,98 @@ def transition(
 
 
 def _compensate(a: Accrual, *, reason: str, actor: str) -> None:
-    """Take a cancelled accrual's amount back out of the IB's payable (a linked compensating
-    transfer: one batch transfer carries many accruals, so it is not reversed whole)."""
+    """Take a cancelled accrual's amount (and the holdback it still carries) back out of the
+    IB's payable (a compensating transfer: one batch transfer carries many accruals, so it is
+    not reversed whole)."""
     expense = ledger.system_account("ib_commission_expense", a.currency).id
     payable = ledger.open_account(OwnerType.IB, str(a.ib_id), a.currency, Bucket.PAYABLE).id
+    total = a.amount + a.held
     ledger.transfer(
         f"ibc-cancel:{a.pk}",
-        debit_account=payable if a.amount > 0 else expense,
-        credit_account=expense if a.amount > 0 else payable,
-        amount=abs(a.amount),
+        debit_account=payable if total > 0 else expense,
+        credit_account=expense if total > 0 else payable,
+        amount=abs(total),
         currency=a.currency,
         kind="ib_commission_cancel",
         metadata={"accrual": str(a.pk), "compensates": str(a.ledger_transfer_id)},
         actor=actor,
         reason=reason,
+    )
+
+
+def release_holdbacks(*, now: datetime | None = None, limit: int = 5000) -> int:
+    """Move holdbacks past their release date into accruals of their own (``split_held``),
+    which are then approved and paid like any other; returns how many moved. Run by the
+    periodic ``partners.release_holdbacks``; a run takes at most ``limit``, oldest first."""
+    now = now or clock.now()
+    with transaction.atomic():
+        rows = list(
+            Accrual.objects.select_for_update()
+            .filter(held__gt=0, release_at__lte=now)
+            .exclude(state=S.CANCELLED)
+            .order_by("release_at")[:limit]
+        )
+        made = split_held(rows, now=now)
+        if made:
+            audit.record(
+                actor="system:partners",
+                action="partners.holdbacks_released",
+                object_type="accruals",
+                object_id=str(made[0].pk),
+                reason="holdback release date reached",
+                after={
+                    "accruals": len(made),
+                    "amounts": _totals(made),
+                    "through": now.isoformat(),
+                },
+            )
+    return len(made)
+
+
+def _totals(rows: Sequence[Accrual]) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for a in rows:
+        out[a.currency] += a.amount
+    return dict(sorted(out.items()))
+
+
+def split_held(rows: Sequence[Accrual], *, now: datetime) -> list[Accrual]:
+    """Move the holdback each row still carries (``held``; cancelled rows keep theirs) into a
+    ``holdback`` accrual of its own: the same source, IB, level, plan version, client, ledger
+    transfer and release date, accrued. The rows must be locked; returns the new accruals."""
+    carriers = [a for a in rows if a.held > 0 and a.state != S.CANCELLED]
+    made = [_holdback_of(a, now) for a in carriers]
+    if made:
+        Accrual.objects.bulk_create(made)
+        Accrual.objects.filter(pk__in=[a.pk for a in carriers]).update(held=0)
+        for a in carriers:
+            a.held = 0
+    return made
+
+
+def _holdback_of(a: Accrual, now: datetime) -> Accrual:
+    working = {**a.computation, "part": "holdback", "part_amount": a.held} if a.computation else {}
+    return Accrual(
+        id=new_id(),
+        source_key=a.source_key,
+        kind=a.kind,
+        part="holdback",
+        ib_id=a.ib_id,
+        level=a.level,
+        deal_id=a.deal_id,
+        client_id=a.client_id,
+        plan_version_id=a.plan_version_id,
+        currency=a.currency,
+        amount=a.held,
+        computation=working,
+        state=S.ACCRUED,
+        release_at=a.release_at,
+        occurred_at=a.occurred_at,
+        accrued_at=a.accrued_at,
+        state_changed_at=now,
+        ledger_transfer_id=a.ledger_transfer_id,
+        adjusts_id=a.pk,  # the accrual it moved out of
+        actor="system:partners",
     )
 
 

@@ -26,8 +26,6 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-ACCRUAL_BATCH = 20_000  # = the ``partners.accrue_deals`` consumer's batch_size
-
 
 def _setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokerdesk.settings")
@@ -208,9 +206,11 @@ def accrual_phase(
     clients: int,
     batch: int,
     rng: random.Random,
+    days: float = 1.0,
 ) -> dict[str, Any]:
-    """Accrue ``deals`` closed deals of ``clients`` clients spread over the tree, in batches of
-    ``batch`` through ``accrue_deals``; then run them all again and count added rows."""
+    """Accrue ``deals`` closed deals of ``clients`` clients spread over the tree, closing
+    evenly over ``days`` days, in batches of ``batch`` through ``accrue_deals``; then run them
+    all again and count added rows."""
     from datetime import timedelta
 
     from brokerdesk.core.ids import new_id
@@ -268,8 +268,9 @@ def accrual_phase(
 
     symbols = ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "US30"]
     stream = []
+    spacing = days * 86_400 / max(deals, 1)
     for i in range(deals):
-        closed = start + timedelta(seconds=30 * i + 90)
+        closed = start + timedelta(seconds=90 + round(spacing * i, 3))
         stream.append(
             ClosedDeal(
                 server="bench",
@@ -307,6 +308,7 @@ def accrual_phase(
         "deals": deals,
         "clients": clients,
         "batch": batch,
+        "days": days,
         "seconds": round(seconds, 2),
         "deals_per_s": round(deals / max(seconds, 1e-9)),
         "first_half_deals_per_s": round(half / max(cold, 1e-9)),
@@ -330,9 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deals", type=int, default=5_000, help="closed deals to accrue")
     parser.add_argument("--clients", type=int, default=5_000, help="attributed clients")
     parser.add_argument(
+        "--days",
+        type=float,
+        default=1.0,
+        help="the deals close evenly over this many days (default: one trading day)",
+    )
+    parser.add_argument(
         "--batch",
         type=int,
-        default=ACCRUAL_BATCH,
         help="deals per accrual batch (default: the accrual consumer's batch size)",
     )
     args = parser.parse_args(argv)
@@ -341,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.db import connection
 
     from brokerdesk.partners import hierarchy
+    from brokerdesk.partners.consumers import ACCRUAL_BATCH_SIZE
 
     call_command("migrate", verbosity=0)
     rng = random.Random(args.seed)
@@ -371,11 +379,18 @@ def main(argv: list[str] | None = None) -> int:
     hierarchy.move_subtree(move_target, new_parent, by="system:bench", reason="benchmark move")
     move_ms = (time.perf_counter() - t0) * 1000
     differences = check_closure()
-    accruals = accrual_phase(nodes, args.deals, args.clients, args.batch, rng) if args.deals else {}
+    accruals = (
+        accrual_phase(
+            nodes, args.deals, args.clients, args.batch or ACCRUAL_BATCH_SIZE, rng, args.days
+        )
+        if args.deals
+        else {}
+    )
     figures = {
         "engine": connection.vendor,
         # the headline figures issue 6 names, from the accrual phase
         "deals": accruals.get("deals", 0),
+        "seconds": accruals.get("seconds", 0),  # accruing the deals (the rerun apart)
         "deals_per_s": accruals.get("deals_per_s", 0),
         "rerun_added_rows": accruals.get("rerun_added_rows", 0),
         "ibs": args.ibs,
@@ -392,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         "moved_subtree_size": moved_size,
         "closure_differences": differences,
         "accrual": accruals,
-        "seconds": round(time.perf_counter() - started, 2),
+        "total_seconds": round(time.perf_counter() - started, 2),  # the whole benchmark
     }
     if args.json:
         print(json.dumps(figures))

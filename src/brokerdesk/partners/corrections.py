@@ -55,6 +55,7 @@ from brokerdesk.partners.accrual import (
     _compensate,
     accrual_key,
     policy_facts,
+    split_held,
 )
 from brokerdesk.partners.deals import ClosedDeal, closed_deal_of, deal_extras, parse_deal_closed
 from brokerdesk.partners.events import CommissionCorrected
@@ -342,6 +343,8 @@ def _rebook(c: Correction, record: DealRecord, facts: FactsProvider) -> None:
         .filter(source_key__in=sources, kind__in=[AccrualKind.DEAL, AccrualKind.CORRECTION])
         .order_by("pk")
     )
+    # a holdback still carried by its main accrual is booked per part like any other
+    accruals += split_held(accruals, now=clock.now())
     originals = list(Exclusion.objects.filter(source_key=key))
     direct = record.ib_id
     base = closed_deal_of(record)

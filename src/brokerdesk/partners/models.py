@@ -260,10 +260,9 @@ class DealRecord(models.Model):
     tier_volume = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
-        indexes = [
-            models.Index(fields=["client_id", "closed_at"], name="partners_deal_client"),
-            models.Index(fields=["ib", "closed_at"], name="partners_deal_ib"),
-        ]
+        # read by key and by client (evidence, the clients' read model); an IB's deals are
+        # read through its accruals and exclusions, which name the deal
+        indexes = [models.Index(fields=["client_id", "closed_at"], name="partners_deal_client")]
 
     def __str__(self) -> str:
         return f"{type(self).__name__} {self.pk}"
@@ -290,7 +289,13 @@ class AccrualKind(models.TextChoices):
 
 class Accrual(models.Model):
     """A commission amount owed to one IB, traceable to its deal (or client for CPA), plan
-    version, level and computation; posted to the ledger (expense → IB payable)."""
+    version, level and computation; posted to the ledger (expense → IB payable).
+
+    A plan's holdback is first carried by the share's main accrual (``held``, not payable,
+    until ``release_at``); when it is released (``release_holdbacks``), or when anything must
+    treat it apart (a dealer correction), it moves to a ``holdback`` accrual of its own with
+    the same keys. What a share earned is always ``amount + held``.
+    """
 
     id = models.UUIDField(primary_key=True, default=new_id, editable=False)
     source_key = models.CharField(max_length=120)  # deal key, "cpa:<client>" or "adj:<id>"
@@ -321,6 +326,7 @@ class Accrual(models.Model):
     )
     currency = models.CharField(max_length=12)
     amount = models.BigIntegerField()  # minor units; negative only for adjustments
+    held = models.BigIntegerField(default=0)  # holdback not yet moved to its own accrual
     remainder_ppm = models.BigIntegerField(default=0)  # rounded-down fraction, 1e-6 minor unit
     volume = models.BigIntegerField(default=0)
     # the working behind the amount; empty for a deal accrual, whose working is derived from
@@ -329,7 +335,8 @@ class Accrual(models.Model):
     state = models.CharField(
         max_length=10, choices=AccrualState.choices, default=AccrualState.ACCRUED
     )
-    release_at = models.DateTimeField(null=True, blank=True)  # holdback: not payable before
+    # a holdback part: not payable before; a main part that holds ``held``: when it moves
+    release_at = models.DateTimeField(null=True, blank=True)
     occurred_at = models.DateTimeField()  # the deal's close time (or the event's)
     accrued_at = models.DateTimeField()
     state_changed_at = models.DateTimeField()
@@ -380,6 +387,12 @@ class Accrual(models.Model):
                 fields=["adjusts"],
                 name="partners_accr_adjusts",
                 condition=models.Q(adjusts__isnull=False),
+            ),
+            # holdbacks waiting for their release (rows leave it when their held part moves)
+            models.Index(
+                fields=["release_at"],
+                name="partners_accr_held",
+                condition=models.Q(held__gt=0) & ~models.Q(state="cancelled"),
             ),
             # dealer corrections by when they were booked (the statement of that period)
             models.Index(

@@ -8,13 +8,14 @@ Every portal query takes ``viewer``: the IB asking. It sees itself and its subtr
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 
 from brokerdesk.core import clock
 from brokerdesk.core.errors import NotFound, ValidationError
@@ -31,6 +32,9 @@ from brokerdesk.partners.models import (
     IBClosure,
     IBDailyActivity,
 )
+
+# what an accrual earned: its amount and a holdback it still carries (``Accrual.held``)
+EARNED = F("amount") + F("held")
 
 
 def _visible(viewer: UUID | str | None, ib_id: UUID | str) -> None:
@@ -122,7 +126,7 @@ def earnings(
         Accrual.objects.filter(ib_id=ib_id, occurred_at__gte=start, occurred_at__lt=end)
         .exclude(state="cancelled")
         .values(column, "currency")
-        .annotate(amount=Sum("amount"), n=Count("id"), volume=Sum("volume"))
+        .annotate(amount=Sum(EARNED), n=Count("id"), volume=Sum("volume"))
         .order_by(column, "currency")
     )
     return [
@@ -281,7 +285,7 @@ def clients(
         )
         .exclude(state="cancelled")
         .values("client_id")
-        .annotate(a=Sum("amount"))
+        .annotate(a=Sum(EARNED))
         .values_list("client_id", "a")
     )
     return [
@@ -392,7 +396,7 @@ def evidence(
     for a in accruals[:limit]:
         outcome = Outcome(
             a.level,
-            a.amount,
+            a.amount + a.held,  # the share, with a holdback it still carries
             a.currency,
             a.plan_version.plan.code if a.plan_version else "",
             a.plan_version.number if a.plan_version else None,
@@ -647,7 +651,8 @@ def accrual_groups(
     *, states: tuple[str, ...] = ("accrued", "approved"), limit: int = 100
 ) -> list[AccrualGroup]:
     """Accruals waiting for a decision, grouped by IB, state and currency (largest first)."""
-    ready = Q(release_at__isnull=True) | Q(release_at__lte=clock.now())  # holdbacks wait
+    # a holdback part waits for its release date (a main part carrying one does not)
+    ready = Q(part="main") | Q(release_at__isnull=True) | Q(release_at__lte=clock.now())
     rows = (
         Accrual.objects.filter(ready, state__in=states)
         .values("ib_id", "ib__code", "ib__name", "state", "currency")
@@ -720,14 +725,21 @@ def payouts_of(ib_id: UUID | str, *, limit: int = 100) -> list[PayoutRow]:
 
 
 def earned_by_state(ib_id: UUID | str) -> dict[tuple[str, str], int]:
-    """The IB's accrual totals by (state, currency): accrued, approved, payable, paid."""
+    """The IB's accrual totals by (state, currency): accrued, approved, payable, paid — and
+    ``held``: holdbacks not yet released (carried by accruals that are not cancelled)."""
     rows = (
         Accrual.objects.filter(ib_id=ib_id)
         .values("state", "currency")
-        .annotate(total=Sum("amount"))
+        .annotate(total=Sum("amount"), held=Sum("held"))
         .order_by()
     )
-    return {(r["state"], r["currency"]): int(r["total"] or 0) for r in rows}
+    out: dict[tuple[str, str], int] = {}
+    for r in rows:
+        out[(r["state"], r["currency"])] = int(r["total"] or 0)
+        if r["held"] and r["state"] != "cancelled":
+            key = ("held", r["currency"])
+            out[key] = out.get(key, 0) + int(r["held"])
+    return out
 
 
 @dataclass(frozen=True)
@@ -798,18 +810,42 @@ class BatchTotal:
 
 def batch_totals(payload: dict[str, Any]) -> list[BatchTotal]:
     """The accruals of one ``commissions.accrued`` batch summed per IB, client, day (of the
-    deal's close) and currency — what a daily rollup needs, in one grouped query."""
+    deal's close) and currency — what a daily rollup needs, in grouped queries. The same
+    figures whenever it is read: holdbacks since moved out of the batch's accruals (released)
+    are counted with them."""
     from django.db.models.functions import TruncDate
 
-    rows = (
-        _batch(payload)
-        .annotate(day=TruncDate("occurred_at"))
-        .values("ib_id", "client_id", "day", "currency")
-        .annotate(amount=Sum("amount"), n=Count("id"))
-        .order_by("ib_id", "client_id", "day", "currency")
-        .values_list("ib_id", "client_id", "day", "currency", "amount", "n")
+    keys = ("ib_id", "client_id", "day", "currency")
+    totals: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
+    for part, counted in ((_batch(payload), True), (_moved_holdbacks(payload), False)):
+        rows = (
+            part.annotate(day=TruncDate("occurred_at"))
+            .values(*keys)
+            .annotate(amount=Sum(EARNED), n=Count("id"))
+            .order_by()
+            .values_list(*keys, "amount", "n")
+        )
+        for *key, amount, n in rows:
+            total = totals[tuple(key)]
+            total[0] += amount or 0
+            total[1] += n if counted else 0
+    return [
+        BatchTotal(ib, client, day, currency, amount, n)
+        for (ib, client, day, currency), (amount, n) in sorted(
+            totals.items(), key=lambda kv: tuple(map(str, kv[0]))
+        )
+    ]
+
+
+def _moved_holdbacks(payload: dict[str, Any]) -> Any:
+    """The holdback accruals moved out of a batch's accruals (``accrual.split_held``)."""
+    return Accrual.objects.filter(
+        adjusts_id__gte=payload["first_id"],
+        adjusts_id__lte=payload["last_id"],
+        part="holdback",
+        kind__in=[AccrualKind.DEAL, AccrualKind.CPA],
+        ledger_transfer_id__in=[str(t) for t in payload["transfers"].values()],
     )
-    return [BatchTotal(*row) for row in rows]
 
 
 def orphan_rows() -> int:
