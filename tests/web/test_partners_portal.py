@@ -186,3 +186,26 @@ def test_the_demo_partner_is_seeded_once_with_the_demo_client():
     http = HttpClient()
     assert http.login(username="demopartner", password="brokerdesk-demo")
     assert "Demo Partner" in http.get("/partners/").content.decode()
+
+
+def test_payouts_show_what_is_held_back_until_it_is_released():
+    user = verified_user()
+    with clock.frozen(T0) as c:
+        ib = make_ib(user_id=user.pk, code="holder")
+        plan_for(ib, {**_rebate(), "holdback_bps": 2000, "holdback_days": 30}, code="plan-hold")
+        client = verified_client()
+        attribution.request_reassignment(client, ib.pk, by="system:test", reason="setup")
+        c.advance(timedelta(hours=1))
+        on_deals_closed([message(deal_payload(client, at=c.current, group="real\\std"))])
+        states = as_user(user).get("/partners/payouts/").content.decode()
+        states = states.split('data-testid="ib-states"')[1].split("</dl>")[0]
+        assert '<dt>Accrued</dt><dd class="num">5.60\xa0USD' in states
+        assert '<dt>Held back</dt><dd class="num">1.40\xa0USD' in states
+        c.advance(timedelta(days=31))
+        from brokerdesk.partners.accrual import release_holdbacks
+
+        assert release_holdbacks() == 1
+        states = as_user(user).get("/partners/payouts/").content.decode()
+    states = states.split('data-testid="ib-states"')[1].split("</dl>")[0]
+    assert "Held back" not in states
+    assert '<dt>Accrued</dt><dd class="num">7.00\xa0USD' in states

@@ -40,6 +40,7 @@ STATE_LABELS = {
     "payable": _("Payable"),
     "paid": _("Paid"),
     "cancelled": _("Cancelled"),
+    "held": _("Held back"),  # holdbacks not yet released (``queries.earned_by_state``)
 }
 
 
