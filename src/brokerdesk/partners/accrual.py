@@ -233,7 +233,6 @@ class _Batch:
         self.transfer_ids: dict[str, str] = {}
         self.exclusions = RowStream(Exclusion, _EXCLUSION_COLUMNS)
         self.streams = RowStreams(self.accruals, self.records, self.exclusions)
-        self.cpa_computations: dict[str, str] = {}
         self.sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.sources: dict[str, set[str]] = defaultdict(set)
         self.counts: dict[str, int] = defaultdict(int)  # accrual rows per currency
