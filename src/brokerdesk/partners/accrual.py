@@ -1010,18 +1010,19 @@ class RowStreams:
 
 
 def _copy_statement(model: type[Model], names: Sequence[str]) -> str:
+    return f"COPY {_table_and_columns(model, names)} FROM STDIN"
+
+
+def _table_and_columns(model: type[Model], names: Sequence[str]) -> str:
+    """``table (col, …)``, quoted, for ``names`` of ``model``."""
     qn = connection.ops.quote_name
     columns = ", ".join(qn(str(f.column)) for f in _fields(model, names))
-    return f"COPY {qn(model._meta.db_table)} ({columns}) FROM STDIN"
+    return f"{qn(model._meta.db_table)} ({columns})"
 
 
 def copy_rows(model: type[Model], names: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Insert rows of plain values (UUIDs as text, JSON as text) into ``names`` columns:
     ``COPY`` on PostgreSQL, ``executemany`` elsewhere (values prepared by the fields)."""
-    fields = _fields(model, names)
-    table = model._meta.db_table
-    qn = connection.ops.quote_name
-    column_list = ", ".join(qn(str(f.column)) for f in fields)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             raw = cursor.cursor
@@ -1030,6 +1031,7 @@ def copy_rows(model: type[Model], names: Sequence[str], rows: Iterable[Sequence[
                 for row in rows:
                     copy.write_row(row)
             return
+        fields = _fields(model, names)
         preps = [
             None if isinstance(f, JSONField) else partial(f.get_db_prep_save, connection=connection)
             for f in fields
@@ -1041,7 +1043,7 @@ def copy_rows(model: type[Model], names: Sequence[str], rows: Iterable[Sequence[
         if prepared:
             marks = ", ".join(["%s"] * len(fields))
             cursor.executemany(
-                f"INSERT INTO {qn(table)} ({column_list}) VALUES ({marks})",  # noqa: S608
+                f"INSERT INTO {_table_and_columns(model, names)} VALUES ({marks})",  # noqa: S608
                 prepared,
             )
 

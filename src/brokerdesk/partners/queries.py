@@ -761,6 +761,12 @@ class BatchAccrual:
 def _batch(payload: dict[str, Any]) -> Any:
     """The accruals of a ``commissions.accrued`` payload: an id range read on the primary
     key, narrowed to the batch's transfers."""
+    first, last, transfers = _batch_keys(payload)
+    return Accrual.objects.filter(id__gte=first, id__lte=last, ledger_transfer_id__in=transfers)
+
+
+def _batch_keys(payload: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """A ``commissions.accrued`` payload's first and last accrual id and its transfers."""
     transfers = payload.get("transfers")
     if not isinstance(transfers, dict) or not payload.get("first_id"):
         raise ValidationError(
@@ -768,11 +774,7 @@ def _batch(payload: dict[str, Any]) -> Any:
             code="missing",
             field="transfers",
         )
-    return Accrual.objects.filter(
-        id__gte=payload["first_id"],
-        id__lte=payload["last_id"],
-        ledger_transfer_id__in=[str(t) for t in transfers.values()],
-    )
+    return payload["first_id"], payload["last_id"], [str(t) for t in transfers.values()]
 
 
 def batch_accruals(payload: dict[str, Any]) -> list[BatchAccrual]:
@@ -839,12 +841,13 @@ def batch_totals(payload: dict[str, Any]) -> list[BatchTotal]:
 
 def _moved_holdbacks(payload: dict[str, Any]) -> Any:
     """The holdback accruals moved out of a batch's accruals (``accrual.split_held``)."""
+    first, last, transfers = _batch_keys(payload)
     return Accrual.objects.filter(
-        adjusts_id__gte=payload["first_id"],
-        adjusts_id__lte=payload["last_id"],
+        adjusts_id__gte=first,
+        adjusts_id__lte=last,
         part="holdback",
         kind__in=[AccrualKind.DEAL, AccrualKind.CPA],
-        ledger_transfer_id__in=[str(t) for t in payload["transfers"].values()],
+        ledger_transfer_id__in=transfers,
     )
 
 
